@@ -1,0 +1,14 @@
+"""What a ViT is: the architecture, attention rollout, and loading the checkpoints people have."""
+
+from model.config import ViTConfig, config_from_name, parse_variant
+from model.rollout import attention_rollout, cls_attention_rollout
+from model.vit import VisionTransformer
+
+__all__ = [
+    "ViTConfig",
+    "VisionTransformer",
+    "attention_rollout",
+    "cls_attention_rollout",
+    "config_from_name",
+    "parse_variant",
+]
