@@ -33,7 +33,10 @@ def resize_and_crop(image: Image.Image, spec: PreprocessConfig) -> Image.Image:
     if new_size[0] < crop_w or new_size[1] < crop_h:
         # A crop larger than the resized image: grow the image to cover it first.
         scale = max(crop_w / new_size[0], crop_h / new_size[1])
-        new_size = (max(crop_w, round(new_size[0] * scale)), max(crop_h, round(new_size[1] * scale)))
+        new_size = (
+            max(crop_w, round(new_size[0] * scale)),
+            max(crop_h, round(new_size[1] * scale)),
+        )
         image = image.resize(new_size, _RESAMPLE[spec.interpolation])
     left = (new_size[0] - crop_w) // 2
     top = (new_size[1] - crop_h) // 2

@@ -20,8 +20,12 @@ def save_checkpoint(path: str | Path, model: VisionTransformer, **extra: Any) ->
     so a reader never sees half a file even if the writer is killed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT_TAG, "model_config": model.config.to_dict(),
-             "model": model.state_dict(), **extra}
+    state = {
+        "format": FORMAT_TAG,
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        **extra,
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

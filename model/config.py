@@ -1,4 +1,4 @@
-"""The ViT's architecture as data: one typed config, and the timm-style variant names that make one."""
+"""The ViT architecture as data: a typed config, and the timm-style variant names that make one."""
 
 from __future__ import annotations
 

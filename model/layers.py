@@ -28,7 +28,11 @@ class Attention(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
@@ -91,8 +95,15 @@ class Block(nn.Module):
     """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x))."""
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool, eps: float,
-        drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        qkv_bias: bool,
+        eps: float,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
@@ -107,4 +118,3 @@ class Block(nn.Module):
         x = x + self.drop_path1(y)
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x, probs
-

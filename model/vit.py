@@ -24,8 +24,14 @@ class VisionTransformer(nn.Module):
         drop_path = torch.linspace(0, c.drop_path_rate, c.depth).tolist()
         self.blocks = nn.ModuleList(
             Block(
-                c.embed_dim, c.num_heads, c.mlp_dim, c.qkv_bias, c.layer_norm_eps,
-                drop=c.drop_rate, attn_drop=c.attn_drop_rate, drop_path=drop_path[i],
+                c.embed_dim,
+                c.num_heads,
+                c.mlp_dim,
+                c.qkv_bias,
+                c.layer_norm_eps,
+                drop=c.drop_rate,
+                attn_drop=c.attn_drop_rate,
+                drop_path=drop_path[i],
             )
             for i in range(c.depth)
         )
@@ -33,7 +39,9 @@ class VisionTransformer(nn.Module):
         self.pre_logits: nn.Module = nn.Identity()
         head_in = c.embed_dim
         if c.representation_size:
-            self.pre_logits = nn.Sequential(nn.Linear(c.embed_dim, c.representation_size), nn.Tanh())
+            self.pre_logits = nn.Sequential(
+                nn.Linear(c.embed_dim, c.representation_size), nn.Tanh()
+            )
             head_in = c.representation_size
         self.head_drop = nn.Dropout(c.drop_rate)
         self.head: nn.Module = nn.Linear(head_in, c.num_classes) if c.num_classes else nn.Identity()
