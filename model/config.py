@@ -42,6 +42,10 @@ class ViTConfig:
     labels: list[str] = field(default_factory=list)  # class names, if known
 
     def __post_init__(self) -> None:
+        if self.patch_size < 1 or self.image_size < 1:
+            raise ValueError(
+                f"image_size {self.image_size} and patch_size {self.patch_size} must be positive"
+            )
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}"

@@ -1,0 +1,26 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.errors import error_response
+from app.schemas import ErrorResponse, Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """Alive: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": ErrorResponse}})
+async def readyz(request: Request) -> Health | JSONResponse:
+    """Ready: the model is loaded and warmed up (503 before)."""
+    classifier = request.app.state.classifier
+    if classifier is None or not classifier.ready:
+        return error_response(503, "not_ready", "the model is loading or warming up")
+    return Health(status="ready")

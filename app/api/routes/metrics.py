@@ -1,0 +1,16 @@
+"""GET /metrics: Prometheus text format."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import MetricsDep
+from app.metrics import CONTENT_TYPE
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(metrics: MetricsDep) -> Response:
+    """The service's metrics, for Prometheus to scrape."""
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,141 @@
+"""Every error the API answers, its status and code, and the handlers that render them.
+
+All responses share one JSON shape: `{"error": {"code": str, "message": str}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+RejectReason = str  # queue_full | timeout | client_gone | invalid
+
+
+class ApiError(Exception):
+    """An answer other than 200: its status, code, and the rejection reason it counts as."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    reason: ClassVar[RejectReason | None] = None
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class EmptyImage(ApiError):
+    status, code, reason = 400, "empty_image", "invalid"
+
+
+class InvalidImage(ApiError):
+    status, code, reason = 400, "invalid_image", "invalid"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, reason = 413, "payload_too_large", "invalid"
+
+
+class ImageTooLarge(ApiError):
+    status, code, reason = 413, "image_too_large", "invalid"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, reason = 415, "unsupported_media_type", "invalid"
+
+
+class InvalidParameter(ApiError):
+    status, code, reason = 422, "invalid_parameter", "invalid"
+
+
+class Overloaded(ApiError):
+    status, code, reason = 503, "overloaded", "queue_full"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after_s)})
+
+
+class NotReady(ApiError):
+    status, code = 503, "not_ready"
+
+    def __init__(self, message: str = "the model is loading or warming up") -> None:
+        super().__init__(message, {"Retry-After": "1"})
+
+
+class Timeout(ApiError):
+    status, code, reason = 504, "timeout", "timeout"
+
+
+class ClientGone(ApiError):
+    """The client disconnected before its answer; nobody reads this one (nginx's 499)."""
+
+    status, code, reason = 499, "client_gone", "client_gone"
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    """The one JSON shape of every error."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _metrics(request: Request) -> Metrics | None:
+    return getattr(request.app.state, "metrics", None)
+
+
+async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    metrics = _metrics(request)
+    if metrics is not None and exc.reason is not None:
+        metrics.rejected.labels(exc.reason).inc()
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+        for error in exc.errors()
+    )
+    metrics = _metrics(request)
+    if metrics is not None:
+        metrics.rejected.labels("invalid").inc()
+    return error_response(422, InvalidParameter.code, problems or "invalid parameters")
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception, ours and the framework's, to the one JSON error shape."""
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)

@@ -1,0 +1,179 @@
+"""The inference front: images in, answers out.
+
+bytes -> image (images.py) -> tensor (preprocess.py), in a thread pool -> batcher -> session
+(one inference thread) -> softmax / top-k / attention (postprocess.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from app.batcher import Batcher, Result
+from app.errors import ApiError, NotReady
+from app.images import decode_image
+from app.metrics import Metrics
+from app.postprocess import heatmap_png, scale_attention, softmax, top_k
+from app.preprocess import normalise, resize_and_crop
+from app.schemas import AttentionGrid, AttentionPng, ImageResult, Prediction
+from app.session import OnnxModel
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AttentionMode = Literal["grid", "png", "none"]
+
+
+@dataclass
+class Prepared:
+    """One decoded image: the model's input, and the crop it saw when a heatmap is wanted."""
+
+    tensor: np.ndarray
+    crop: Image.Image | None
+
+
+@dataclass
+class Classification:
+    results: list[ImageResult]
+    queue_s: float
+    inference_s: float
+
+
+class Classifier:
+    """Owns the thread pools and the batcher around one loaded model."""
+
+    def __init__(self, model: OnnxModel, settings: Settings, metrics: Metrics) -> None:
+        self.model = model
+        self.settings = settings
+        self.metrics = metrics
+        self.ready = False
+        self._preprocess_pool = ThreadPoolExecutor(
+            settings.decode_threads, thread_name_prefix="preprocess"
+        )
+        self._inference_pool = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
+        self.batcher = Batcher(
+            model.run,
+            self._inference_pool,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000,
+            max_queue=settings.max_queue,
+            metrics=metrics,
+        )
+
+    async def start(self) -> None:
+        """Warm up with a full batch, start batching, then report ready."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        for _ in range(self.settings.warmup_runs):  # one run at a time: cancellable between
+            await loop.run_in_executor(
+                self._inference_pool, self.model.warm_up, self.settings.max_batch_size
+            )
+        self.batcher.start()
+        self.ready = True
+        log.info(
+            "warmed up with %d x batch %d in %.2f s; ready",
+            self.settings.warmup_runs,
+            self.settings.max_batch_size,
+            time.perf_counter() - started,
+        )
+
+    async def stop(self) -> None:
+        """Answer every queued image, then release the threads."""
+        self.ready = False
+        await self.batcher.stop()
+        self._preprocess_pool.shutdown(wait=True)
+        self._inference_pool.shutdown(wait=True)
+
+    def prepare(self, data: bytes, keep_crop: bool) -> Prepared:
+        """Bytes -> model input (blocking; runs in the preprocessing pool)."""
+        started = time.perf_counter()
+        spec = self.model.config.preprocess
+        image = decode_image(data, self.settings.max_image_pixels, min_side=spec.resize)
+        crop = resize_and_crop(image, spec)
+        prepared = Prepared(normalise(crop, spec), crop if keep_crop else None)
+        self.metrics.preprocess_duration.observe(time.perf_counter() - started)
+        return prepared
+
+    async def classify(
+        self, images: list[bytes], k: int, attention: AttentionMode
+    ) -> Classification:
+        """Classify images in order; they may be spread over several batches."""
+        if not self.ready:
+            raise NotReady()
+        self.batcher.reserve(len(images))
+        pending = len(images)  # admitted, not yet handed to the batcher
+        futures: list[asyncio.Future[Result]] = []
+        try:
+            prepared = await self._prepare_all(images, keep_crop=attention == "png")
+            for item in prepared:
+                futures.append(self.batcher.submit(item.tensor))
+                pending -= 1
+            outcomes = await asyncio.gather(*futures)
+        finally:
+            self.batcher.release(pending)
+            for future in futures:
+                future.cancel()  # no-op when done; drops it before compute otherwise
+        self.metrics.images.inc(len(images))
+        results = [
+            self._answer(outcome, item, k, attention)
+            for outcome, item in zip(outcomes, prepared, strict=True)
+        ]
+        if attention == "png":
+            loop = asyncio.get_running_loop()
+            pngs = await asyncio.gather(
+                *(
+                    loop.run_in_executor(self._preprocess_pool, _heatmap, item, outcome.outputs[1])
+                    for outcome, item in zip(outcomes, prepared, strict=True)
+                )
+            )
+            for result, png in zip(results, pngs, strict=True):
+                result.attention = AttentionPng(grid=self.model.config.grid, png=png)
+        return Classification(
+            results,
+            queue_s=max(outcome.queue_s for outcome in outcomes),
+            inference_s=max(outcome.inference_s for outcome in outcomes),
+        )
+
+    async def _prepare_all(self, images: list[bytes], keep_crop: bool) -> list[Prepared]:
+        """Decode and preprocess in the pool; the first failure (in order) is the answer."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_crop)
+            for data in images
+        ]
+        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, ApiError):
+                if len(images) > 1:
+                    outcome.message = f"file {index}: {outcome.message}"
+                raise outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [outcome for outcome in outcomes if isinstance(outcome, Prepared)]
+
+    def _answer(
+        self, outcome: Result, item: Prepared, k: int, attention: AttentionMode
+    ) -> ImageResult:
+        logits, rollout = outcome.outputs
+        labels = self.model.config.labels
+        predictions = [
+            Prediction(label=labels[index], index=index, score=score)
+            for index, score in top_k(softmax(logits), k)
+        ]
+        result = ImageResult(predictions=predictions, attention=None)
+        if attention == "grid":
+            grid = self.model.config.grid
+            result.attention = AttentionGrid(grid=grid, map=scale_attention(rollout).tolist())
+        return result
+
+
+def _heatmap(item: Prepared, rollout: np.ndarray) -> str:
+    assert item.crop is not None, "the crop is kept when a heatmap is asked for"
+    return heatmap_png(item.crop, rollout)

@@ -1,0 +1,74 @@
+"""Assembles the service: settings, metrics, error handlers, routes, and the lifespan that loads
+the model, warms it up and reports ready, then drains the queue on shutdown.
+
+`uvicorn app.main:app` serves it; so does `python -m app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.router import api_router
+from app.errors import install_error_handlers
+from app.inference import Classifier
+from app.metrics import Metrics, MetricsMiddleware
+from app.session import load_model
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("app")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model (a failure stops start-up), warm up in the background, drain at exit."""
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    try:
+        model = await asyncio.to_thread(load_model, settings.model_dir, settings)
+    except Exception as exc:
+        log.error("cannot serve %s: %s", settings.model_dir, exc)
+        raise
+    metrics.set_model(model.config.name, model.config.version, model.providers)
+    classifier = Classifier(model, settings, metrics)
+    app.state.classifier = classifier
+    warm_up = asyncio.create_task(classifier.start(), name="warm-up")
+    warm_up.add_done_callback(_report_warm_up)
+    try:
+        yield
+    finally:
+        if not warm_up.done():
+            warm_up.cancel()
+            await asyncio.gather(warm_up, return_exceptions=True)
+        await classifier.stop()
+        app.state.classifier = None
+        log.info("stopped: every accepted request was answered")
+
+
+def _report_warm_up(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("warm-up failed; the service stays not ready", exc_info=task.exception())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app with its own settings and metrics registry."""
+    app = FastAPI(
+        title="vitserve",
+        summary="Vision Transformer classification with attention maps, on onnxruntime.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    app.state.metrics = Metrics()
+    app.state.classifier = None
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

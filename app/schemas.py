@@ -1,0 +1,74 @@
+"""The API's response bodies, as pydantic models (they are the OpenAPI schema too)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Prediction(BaseModel):
+    label: str
+    index: int = Field(description="class index in the model's output")
+    score: float = Field(description="softmax probability")
+
+
+class AttentionGrid(BaseModel):
+    grid: tuple[int, int] = Field(description="patch rows, patch columns")
+    map: list[list[float]] = Field(description="attention rollout, scaled so its maximum is 1")
+
+
+class AttentionPng(BaseModel):
+    grid: tuple[int, int] = Field(description="patch rows, patch columns")
+    png: str = Field(description="base64 PNG: the heatmap over the model's input crop")
+
+
+class ImageResult(BaseModel):
+    predictions: list[Prediction] = Field(description="sorted by score, descending")
+    attention: AttentionGrid | AttentionPng | None = Field(
+        None, description="absent with attention=none"
+    )
+
+
+class ClassifyResponse(BaseModel):
+    model: ModelRef
+    results: list[ImageResult] = Field(description="one per image, in the request's order")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Batching(BaseModel):
+    max_batch_size: int
+    max_wait_ms: float
+    max_queue: int
+    request_timeout_s: float
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: str
+    architecture: str
+    labels: list[str]
+    input_size: tuple[int, int] = Field(description="height, width of the model input")
+    grid: tuple[int, int]
+    providers: list[str] = Field(description="onnxruntime providers in use, in priority order")
+    intra_op_threads: int
+    batching: Batching
+
+
+class ModelList(BaseModel):
+    models: list[ModelCard]

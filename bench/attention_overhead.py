@@ -1,0 +1,136 @@
+"""What the in-graph attention map costs: ViT-Ti/16 at 224 (random weights) exported
+
+  logits   logits only, fused attention (plain `model.forward`): the baseline
+  ours     logits + attention, the exported graph (`training.onnx_graph.ViTWithAttention`)
+  vector   logits + attention, `model.rollout.cls_attention_rollout` traced as written
+  naive    logits + attention, the full-matrix rollout `model.rollout.attention_rollout`
+
+run with onnxruntime on the CPU (ORT_ENABLE_ALL, the same threads, spinning off) in
+interleaved rounds; reports each graph's median latency and its overhead over `logits`, both as
+a ratio of medians and as the median of per-round ratios (steadier when the machine is shared).
+
+    python bench/attention_overhead.py --batch 8 --rounds 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.config import config_from_name  # noqa: E402
+from model.rollout import attention_rollout, cls_attention_rollout  # noqa: E402
+from model.vit import VisionTransformer  # noqa: E402
+from training.export import cpu_threads, export_onnx, ort_session  # noqa: E402
+from training.onnx_graph import ViTLogits, ViTWithAttention  # noqa: E402
+
+
+class LibraryRollout(nn.Module):
+    """Logits + attention with one of model/rollout.py's functions, traced as written."""
+
+    def __init__(self, model: VisionTransformer, full_matrix: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.rollout = attention_rollout if full_matrix else cls_attention_rollout
+
+    def forward(self, pixel_values: Tensor) -> tuple[Tensor, Tensor]:
+        logits, attentions = self.model.forward_with_attention(pixel_values)
+        return logits, self.rollout(attentions, self.model.config.grid_size)
+
+
+def build(arch: str, out: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Export the variants named in `names` of one random model; returns their ONNX paths."""
+    torch.manual_seed(0)
+    model = VisionTransformer(config_from_name(arch)).eval()
+    nn.init.normal_(model.head.weight, std=0.02)
+    modules: dict[str, nn.Module] = {
+        "logits": ViTLogits(model),
+        "ours": ViTWithAttention(model),
+        "vector": LibraryRollout(model, full_matrix=False),
+        "naive": LibraryRollout(model, full_matrix=True),
+    }
+    paths = {}
+    for name in names:
+        paths[name] = export_onnx(modules[name], out / f"{name}.onnx", model.config.image_size)
+        ops = onnx.load(str(paths[name]), load_external_data=False).graph.node
+        print(f"exported {name}: {len(ops)} nodes", flush=True)
+    return paths
+
+
+def bench(
+    paths: dict[str, Path], batch: int, image_size: int, rounds: int, warmup: int, threads: int
+) -> dict[str, list[float]]:
+    """Seconds per run of each graph, `rounds` interleaved rounds in a shuffled order each."""
+    sessions = {name: ort_session(path, threads=threads) for name, path in paths.items()}
+    x = np.random.default_rng(0).standard_normal((batch, 3, image_size, image_size))
+    feed = {"pixel_values": x.astype(np.float32)}
+    for session in sessions.values():
+        for _ in range(warmup):
+            session.run(None, feed)
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    order = list(sessions)
+    shuffle = random.Random(0)
+    for _ in range(rounds):
+        shuffle.shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            sessions[name].run(None, feed)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def report(times: dict[str, list[float]]) -> None:
+    """Median latency per graph and overhead against `logits`."""
+    base = times["logits"]
+    base_median = statistics.median(base)
+    print(f"{'graph':8} {'median ms':>10} {'overhead (medians)':>19} {'overhead (paired)':>18}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        paired = statistics.median(v / b for v, b in zip(values, base, strict=True))
+        print(
+            f"{name:8} {1e3 * median:10.1f} {100 * (median / base_median - 1):18.1f}% "
+            f"{100 * (paired - 1):17.1f}%"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="vit_tiny_patch16_224")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="default: every available core")
+    parser.add_argument(
+        "--graphs",
+        nargs="+",
+        default=["logits", "ours", "vector", "naive"],
+        choices=["logits", "ours", "vector", "naive"],
+    )
+    args = parser.parse_args()
+    names = ["logits", *[g for g in args.graphs if g != "logits"]]
+    threads = args.threads or cpu_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = build(args.arch, Path(tmp), names)
+        image_size = config_from_name(args.arch).image_size
+        print(
+            f"{args.arch}, batch {args.batch}, {threads} threads, {args.rounds} rounds, "
+            f"onnxruntime CPU, ORT_ENABLE_ALL",
+            flush=True,
+        )
+        report(bench(paths, args.batch, image_size, args.rounds, args.warmup, threads))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Foreign checkpoint formats: reading files, telling formats apart, converting to our names."""

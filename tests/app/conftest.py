@@ -1,0 +1,144 @@
+"""Fixtures for the service: real `python -m app` processes on free loopback ports, serving
+the tiny model the tests export (`tiny_model_dir`), driven with httpx."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One `python -m app` process; `stop()` sends SIGTERM and waits for its exit code."""
+
+    def __init__(self, model_dir: Path, log_path: Path, **settings: object) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VITSERVE_")}
+        env.update(
+            VITSERVE_MODEL_DIR=str(model_dir),
+            VITSERVE_HOST="127.0.0.1",
+            VITSERVE_PORT=str(self.port),
+            VITSERVE_PROVIDERS="cpu",
+            VITSERVE_INTRA_OP_THREADS="1",
+            VITSERVE_PREPROCESS_THREADS="2",
+            VITSERVE_LOG_LEVEL="warning",
+        )
+        env.update({f"VITSERVE_{k.upper()}": str(v) for k, v in settings.items()})
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=self._log, stderr=self._log
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, path: str = "/readyz", timeout: float = 60) -> None:
+        """Until `path` answers 200; fails with the server's log if the process dies first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if self.client.get(path, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"server not answering {path} after {timeout} s:\n{self.log()}")
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """One sample of /metrics, e.g. metric("vitserve_batch_size_count")."""
+        wanted = f"{name}{{{labels}}}" if labels else name
+        for line in self.client.get("/metrics").text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.rsplit(" ", 1)[1])
+        raise KeyError(wanted)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.client.close()
+        self._log.close()
+        return code
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture(scope="module")
+def start_server(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StartServer]:
+    """Start servers with settings overrides (VITSERVE_ names, lower case, without prefix);
+    every one is stopped at the end of the module."""
+    servers: list[Server] = []
+
+    def start(wait: str | None = "/readyz", **settings: object) -> Server:
+        log = tmp_path_factory.mktemp("server") / "server.log"
+        server = Server(tiny_model_dir, log, **settings)
+        servers.append(server)
+        if wait:
+            server.wait(wait)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shared server: default batching, a 2 MB upload limit."""
+    server = Server(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("server") / "server.log",
+        max_upload_bytes=2_000_000,
+    )
+    server.wait()
+    yield server
+    server.stop()
+
+
+def encode(image: Image.Image, format: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def photo(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
+    """A deterministic RGB image with structure (gradients and a block), not a flat colour."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256])
+    pixels = pixels.transpose(1, 2, 0).astype(np.uint8)
+    pixels[height // 4 : height // 2, width // 4 : width // 2] = rng.integers(0, 256, 3)
+    return Image.fromarray(pixels, "RGB")

@@ -1,0 +1,145 @@
+"""docker compose accepts the files, and renders what docs/deploy.md promises: the GPU reserved
+in docker-compose.yml and released by docker-compose.cpu.yml, Prometheus scraping the API,
+`train` under a profile writing to the volume the API reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_tools import (
+    COMPOSE_FILE,
+    CPU_FILE,
+    DOCKER_DIR,
+    HOST_NETWORK_FILE,
+    ROOT,
+    Compose,
+)
+
+GPU = {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+
+
+def gpu_devices(service: dict) -> list[dict]:
+    return service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+
+
+def dockerfile_default(dockerfile: Path, arg: str) -> str:
+    match = re.search(rf"^ARG {arg}=(\S+)$", dockerfile.read_text(), re.MULTILINE)
+    assert match, f"{dockerfile.name} has no default for ARG {arg}"
+    return match.group(1)
+
+
+def mounts(service: dict) -> dict[str, dict]:
+    return {volume["target"]: volume for volume in service.get("volumes", [])}
+
+
+def test_default_stack(compose: Compose) -> None:
+    config = compose.config(COMPOSE_FILE)
+
+    assert set(config["services"]) == {"api", "prometheus"}  # train only under its profile
+    api, prometheus = config["services"]["api"], config["services"]["prometheus"]
+    assert gpu_devices(api) == [GPU]
+    assert api["restart"] == prometheus["restart"] == "unless-stopped"
+    assert api["healthcheck"]["test"] == ["CMD", "vitserve-healthcheck"]
+    assert "wget" in prometheus["healthcheck"]["test"]
+    assert api["environment"]["VITSERVE_MODEL_DIR"] == "/models/default"  # the bundled model
+    assert mounts(api)["/models"]["source"] == "models"
+    assert mounts(api)["/models"]["read_only"] is True
+    assert [(p["published"], p["target"]) for p in api["ports"]] == [("8000", 8000)]
+    assert [(p["host_ip"], p["published"]) for p in prometheus["ports"]] == [("127.0.0.1", "9090")]
+    config_mount = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
+    assert Path(config_mount["source"]) == DOCKER_DIR / "prometheus.yml"
+
+
+def test_train_profile(compose: Compose) -> None:
+    config = compose.config(COMPOSE_FILE, profiles=("train",))
+
+    train = config["services"]["train"]
+    assert train["profiles"] == ["train"]
+    assert gpu_devices(train) == [GPU]
+    assert train["restart"] == "no"
+    assert mounts(train)["/models"]["source"] == "models"
+    assert not mounts(train)["/models"].get("read_only", False)
+    command = train["command"]
+    assert command[:4] == ["python", "-m", "training.run", "pipeline"]
+    assert command[command.index("--preset") + 1] == "default"
+    assert command[command.index("--out") + 1] == "/models/trained"
+
+
+def test_variables_choose_images_and_model(compose: Compose) -> None:
+    config = compose.config(
+        COMPOSE_FILE,
+        profiles=("train",),
+        VITSERVE_SERVE_BASE_IMAGE="debian:bookworm",
+        VITSERVE_PROMETHEUS_IMAGE="vitserve-prometheus:latest",
+        VITSERVE_MODEL_DIR="/models/trained/model",
+        VITSERVE_TRAIN_PRESET="tiny",
+    )
+    services = config["services"]
+    assert services["api"]["build"]["args"]["BASE_IMAGE"] == "debian:bookworm"
+    assert services["api"]["environment"]["VITSERVE_MODEL_DIR"] == "/models/trained/model"
+    assert services["prometheus"]["image"] == "vitserve-prometheus:latest"
+    assert "tiny" in services["train"]["command"]
+
+
+def test_base_images_default_to_the_dockerfiles(compose: Compose) -> None:
+    """The compose file names the same default base images as the Dockerfiles' ARGs."""
+    services = compose.config(COMPOSE_FILE, profiles=("train",))["services"]
+    for name, dockerfile in (("api", "Dockerfile.serve"), ("train", "Dockerfile.train")):
+        build = services[name]["build"]
+        assert Path(build["context"]) == ROOT
+        assert build["dockerfile"] == f"docker/{dockerfile}"
+        assert build["args"]["BASE_IMAGE"] == dockerfile_default(
+            DOCKER_DIR / dockerfile, "BASE_IMAGE"
+        )
+
+
+def test_cpu_override_removes_the_gpu(compose: Compose) -> None:
+    default = compose.config(COMPOSE_FILE, profiles=("train",))["services"]
+    cpu = compose.config(COMPOSE_FILE, CPU_FILE, profiles=("train",))["services"]
+
+    for name in ("api", "train"):
+        assert gpu_devices(default[name]) == [GPU]
+        assert gpu_devices(cpu[name]) == [], f"{name} still reserves a GPU"
+    assert cpu["api"]["environment"]["VITSERVE_PROVIDERS"] == "cpu"
+    # Nothing else changes: same images, volumes, ports, health checks.
+    for name in ("api", "prometheus", "train"):
+        for key in ("image", "volumes", "ports", "healthcheck", "restart", "command"):
+            assert cpu[name].get(key) == default[name].get(key), (name, key)
+
+
+def test_host_network_override(compose: Compose) -> None:
+    files = (COMPOSE_FILE, CPU_FILE, HOST_NETWORK_FILE)
+    services = compose.config(*files, profiles=("train",))["services"]
+
+    for name in ("api", "prometheus", "train"):
+        assert services[name]["network_mode"] == "host", name
+        assert not services[name].get("ports"), name
+    assert services["api"]["environment"]["VITSERVE_HOST"] == "127.0.0.1"
+    assert services["api"]["build"]["network"] == "host"
+    config_mount = mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"]
+    assert Path(config_mount["source"]) == DOCKER_DIR / "prometheus.host.yml"
+    assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
+
+
+@pytest.mark.parametrize(
+    ("config_name", "target"),
+    [("prometheus.yml", "api:8000"), ("prometheus.host.yml", "127.0.0.1:8000")],
+)
+def test_prometheus_scrapes_the_api(config_name: str, target: str) -> None:
+    """Each Prometheus config scrapes the API's /metrics where its compose file puts the API."""
+    config = yaml.safe_load((DOCKER_DIR / config_name).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    vitserve = jobs["vitserve"]
+    assert vitserve.get("metrics_path", "/metrics") == "/metrics"
+    assert [t for group in vitserve["static_configs"] for t in group["targets"]] == [target]
+
+
+def test_configs_differ_only_in_the_target() -> None:
+    main = yaml.safe_load((DOCKER_DIR / "prometheus.yml").read_text())
+    host = yaml.safe_load((DOCKER_DIR / "prometheus.host.yml").read_text())
+    host["scrape_configs"][0]["static_configs"][0]["targets"] = ["api:8000"]
+    assert host == main

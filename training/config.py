@@ -1,0 +1,175 @@
+"""One typed training config: defaults < stage defaults < preset < TOML file < command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Stage = Literal["pretrain", "finetune"]
+
+
+def _opt(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text becomes the command-line option's documentation."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class ModelSpec:
+    """Which ViT to build: a variant name plus any field of `model.ViTConfig` overridden."""
+
+    arch: str = _opt("vit_tiny_patch4_32", "variant name, vit_{tiny,small,...}_patch{P}_{RES}")
+    image_size: int | None = _opt(None, "input side in pixels (default: the variant's)")
+    depth: int | None = _opt(None, "number of Transformer blocks (default: the variant's)")
+    embed_dim: int | None = _opt(None, "token width (default: the variant's)")
+    num_heads: int | None = _opt(None, "attention heads (default: the variant's)")
+    mlp_ratio: float | None = _opt(None, "MLP hidden size / embed_dim (default: the variant's)")
+    drop_rate: float = _opt(0.0, "dropout after embeddings, in MLPs and before the head")
+    drop_path_rate: float = _opt(0.0, "stochastic depth rate of the last block")
+    global_pool: Literal["token", "avg"] = _opt("token", "class token or mean of patch tokens")
+
+    def overrides(self) -> dict[str, Any]:
+        """The `ViTConfig` fields this spec sets (everything but the variant name)."""
+        values = dataclasses.asdict(self)
+        values.pop("arch")
+        return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a pretrain or finetune run needs; `to_dict()` is saved in every checkpoint."""
+
+    stage: Stage = _opt("pretrain", "pretrain (random init) or finetune (from --init)")
+    data: str = _opt("digits", "folder path, 'fractal', or a packaged set: digits, mnist")
+    out: str = _opt("runs/train", "run directory (config, metrics.jsonl, curves.png, *.pt)")
+    init: str | None = _opt(None, "finetune: checkpoint to start from (ours, timm, HF, npz)")
+    resume: bool = _opt(False, "continue the run in --out from its last.pt (if there is one)")
+    model: ModelSpec = field(default_factory=ModelSpec)
+    # Optimisation.
+    epochs: int = _opt(10, "passes over the training split")
+    batch_size: int = _opt(128, "images per optimizer step, all processes and micro-batches")
+    accum_steps: int = _opt(1, "micro-batches accumulated per optimizer step")
+    optimizer: Literal["adamw", "sgd"] = _opt("adamw", "adamw, or sgd with momentum (paper)")
+    lr: float = _opt(1e-3, "peak learning rate")
+    min_lr: float = _opt(1e-5, "learning rate at the end of the cosine decay")
+    warmup_epochs: float = _opt(1.0, "linear warm-up length, in epochs (fractions allowed)")
+    weight_decay: float = _opt(0.05, "decoupled weight decay (not on biases, norms, embeddings)")
+    momentum: float = _opt(0.9, "SGD momentum / AdamW beta1")
+    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
+    grad_clip: float = _opt(1.0, "clip the global gradient norm to this (0: off)")
+    # Data and augmentation.
+    val_fraction: float = _opt(0.2, "held-out fraction when the data has no val/ split")
+    crop_scale: float | None = _opt(None, "random resized crop min area (default: per data)")
+    hflip: bool | None = _opt(None, "random horizontal flips (default: per data; not digits)")
+    randaugment: int = _opt(0, "RandAugment operations per image (0: off)")
+    mixup_alpha: float = _opt(0.0, "mixup Beta(alpha, alpha) (0: off)")
+    fractal_classes: int = _opt(100, "FractalDB: number of classes")
+    fractal_instances: int = _opt(100, "FractalDB: images per class")
+    cache_dir: str | None = _opt(None, "FractalDB: cache directory for generated images")
+    # Running.
+    seed: int = _opt(0, "seed of init, data order, splits and augmentation")
+    workers: int = _opt(0, "DataLoader worker processes per rank")
+    checkpoint_every: int = _opt(50, "also save last.pt every this many steps (0: epoch ends)")
+    amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    progress: bool = _opt(True, "progress bar with loss, accuracy and images/s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        return merge(cls(), values)
+
+    def to_toml(self) -> str:
+        """The config as a TOML file that `--config` reads back (unset options left out)."""
+        lines = [f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()
+                 if k != "model" and v is not None]
+        lines.append("\n[model]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(self.model).items()
+                  if v is not None]
+        return "\n".join(lines) + "\n"
+
+
+# What each stage starts from, before presets, files and options: the paper fine-tunes with
+# SGD and momentum, no weight decay, a short warm-up and a higher rate than AdamW would use.
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pretrain": {},
+    "finetune": {"optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "warmup_epochs": 0.5,
+                 "epochs": 5, "label_smoothing": 0.0},
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(annotation: Any, value: Any) -> Any:
+    """Check (and widen int -> float) a value against a field's annotation."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(inner, value)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool) and type(value) is not annotation:
+        raise ValueError(f"{value!r} is not a {annotation.__name__}")
+    return value
+
+
+def merge(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """A copy of `config` with `values` applied; a nested `model` dict updates the model spec.
+    Unknown keys and wrongly typed values are errors that name the key."""
+    values = dict(values)
+    model_values = values.pop("model", None) or {}
+    updates: dict[str, Any] = {}
+    for cls, given, into in ((TrainConfig, values, updates), (ModelSpec, model_values, None)):
+        hints = _field_types(cls)
+        target: dict[str, Any] = into if into is not None else {}
+        for key, value in given.items():
+            if key not in hints or key == "model":
+                raise ValueError(f"unknown {cls.__name__} option {key!r}")
+            try:
+                target[key] = coerce(hints[key], value)
+            except ValueError as error:
+                raise ValueError(f"option {key!r}: {error}") from None
+        if into is None:
+            updates["model"] = dataclasses.replace(config.model, **target)
+    return dataclasses.replace(config, **updates)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def resolve(
+    stage: Stage,
+    preset: dict[str, Any] | None = None,
+    file: str | Path | None = None,
+    cli: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Defaults < stage defaults < preset < TOML file < command-line options."""
+    config = merge(TrainConfig(), {**STAGE_DEFAULTS[stage], "stage": stage})
+    for values in (preset, load_toml(file) if file else None, cli):
+        if values:
+            config = merge(config, values)
+    return config

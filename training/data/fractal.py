@@ -1,0 +1,461 @@
+"""FractalDB: synthetic pre-training images drawn from random iterated function systems.
+
+Kataoka et al., "Pre-training without Natural Images" (ACCV 2020); Nakashima et al., "Can Vision
+Transformers Learn without Natural Images?" (AAAI 2022). A category is a random IFS of 2-7
+affine maps whose attractor fills at least 20% of a 512x512 canvas; its instances are the same
+system with one parameter re-weighted, drawn with random 3x3 patches, randomly flipped.
+
+Every random draw comes from a generator seeded by (seed, class) or (seed, class, instance), so
+the arrays are identical bit for bit however many processes draw them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+# Bump when the drawing changes, so old cache files stop matching.
+_CACHE_VERSION = 1
+
+# Spawn keys keep the category search and each instance on independent random streams.
+_SEARCH_STREAM = 0
+_INSTANCE_STREAM = 1
+
+# A chain this far from the origin has left any attractor for good: the system diverges.
+_DIVERGED = 1e10
+
+# An IFS, (n_maps, 6): each row a, b, c, d, e, f of the map x' = a x + b y + e, y' = c x + d y + f.
+Params = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Category:
+    """One accepted FractalDB category: its IFS and the search that found it."""
+
+    params: Params  # (n_maps, 6)
+    filling_rate: float  # on the search canvas, >= the threshold
+    tries: int  # systems drawn until this one was accepted
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Every knob that changes the images; its JSON is the cache key."""
+
+    min_maps: int = 2
+    max_maps: int = 7
+    fill_threshold: float = 0.2
+    fill_canvas: int = 512  # the original search canvas, 512x512 with a 6-pixel pad
+    search_points: int = 100_000
+    num_points: int | None = None  # per instance; None: about two per pixel, at most 100k
+    weights: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2)
+    patch: bool = True
+    color: bool = True
+    flip: bool = True
+    margin: float = 0.05  # fraction of the side left empty on each edge
+    chains: int = 1024
+    burn_in: int = 20
+    max_tries: int = 100_000
+
+
+def map_probabilities(params: Params) -> npt.NDArray[np.float64]:
+    """Chaos-game probability of each map, proportional to |det| of its 2x2 matrix, so a map
+    that covers more area gets visited more and the attractor is sampled evenly."""
+    det = np.abs(params[:, 0] * params[:, 3] - params[:, 1] * params[:, 2])
+    total = det.sum()
+    if total <= 0:  # every map collapses the plane onto a line: any choice is as good
+        return np.full(len(params), 1.0 / len(params))
+    return det / total
+
+
+def sample_ifs(rng: np.random.Generator, min_maps: int = 2, max_maps: int = 7) -> Params:
+    """A random system: min_maps..max_maps maps, each of their 6 parameters uniform in
+    [-1, 1] (many such systems diverge; the filling-rate search rejects them)."""
+    n = int(rng.integers(min_maps, max_maps + 1))
+    return rng.uniform(-1.0, 1.0, size=(n, 6))
+
+
+def chaos_game(
+    params: Params,
+    num_points: int,
+    rng: np.random.Generator,
+    *,
+    chains: int = 1024,
+    burn_in: int = 20,
+) -> npt.NDArray[np.float64]:
+    """Points (num_points, 2) on the attractor of `params` by random iteration.
+
+    One chain is sequential, but many chains run side by side sample the same attractor, so
+    the loop is over `num_points / chains` steps of a vector op instead of `num_points`
+    scalar ones. The first `burn_in` steps of every chain, before it reaches the attractor,
+    are dropped. A diverging system returns all-NaN points.
+    """
+    chains = max(1, min(chains, num_points))
+    steps = -(-num_points // chains)
+    which = rng.choice(len(params), size=(burn_in + steps, chains), p=map_probabilities(params))
+    coef = np.take(params.T, which, axis=1)  # (6, T, chains): each coefficient contiguous
+    x = np.zeros(chains)
+    y = np.zeros(chains)
+    out = np.empty((2, steps, chains))  # x and y apart, so each column is contiguous
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(burn_in + steps):
+            a, b, c, d, e, f = coef[:, t]
+            x, y = a * x + b * y + e, c * x + d * y + f
+            if t % 16 == 15 and not np.abs(x).max() < _DIVERGED:  # also catches NaN
+                return np.full((num_points, 2), np.nan)
+            if t >= burn_in:
+                out[0, t - burn_in] = x
+                out[1, t - burn_in] = y
+    points = out.reshape(2, -1)[:, :num_points].T
+    if not np.isfinite(points).all() or np.abs(points).max() >= _DIVERGED:
+        return np.full((num_points, 2), np.nan)
+    return points
+
+
+def _to_pixels(
+    points: npt.NDArray[np.float64], size: int, pad: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows and columns of `points` on a size x size canvas, each axis stretched on its own to
+    span [pad, size - 1 - pad] as FractalDB draws; y points up."""
+    axes = []
+    for v in (points[:, 0], points[:, 1]):  # per column: numpy reduces (N, 2) along N slowly
+        lo = v.min()
+        span = v.max() - lo
+        scale = (size - 1 - 2 * pad) / span if span > 0 else 0.0  # degenerate: onto the pad
+        axes.append(np.rint(pad + (v - lo) * scale).astype(np.int64))
+    return size - 1 - axes[1], axes[0]
+
+
+def filling_rate(points: npt.NDArray[np.float64], canvas_size: int = 512, pad: int = 6) -> float:
+    """Fraction of the pixels of a canvas_size x canvas_size canvas hit by at least one point
+    when the points are stretched to fill it (the FractalDB acceptance test, 512 and 6 there).
+
+    The rate depends on how many points are drawn per pixel, so compare rates only at the same
+    point count and canvas: the original search draws 100k points on 512x512. Non-finite
+    points (a diverging system) fill nothing.
+    """
+    if len(points) == 0 or not np.isfinite(points).all():
+        return 0.0
+    rows, cols = _to_pixels(points, canvas_size, pad)
+    hit = np.zeros(canvas_size * canvas_size, dtype=bool)
+    hit[rows * canvas_size + cols] = True
+    return float(np.count_nonzero(hit)) / hit.size
+
+
+def _search_rng(seed: int, class_index: int) -> np.random.Generator:
+    return np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(_SEARCH_STREAM, class_index))
+    )
+
+
+def _instance_rng(seed: int, class_index: int, instance: int) -> np.random.Generator:
+    key = (_INSTANCE_STREAM, class_index, instance)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def search_category(
+    seed: int,
+    class_index: int,
+    *,
+    min_maps: int = 2,
+    max_maps: int = 7,
+    fill_threshold: float = 0.2,
+    fill_canvas: int = 512,
+    search_points: int = 100_000,
+    chains: int = 1024,
+    burn_in: int = 20,
+    max_tries: int = 100_000,
+) -> Category:
+    """The category `class_index` of the database seeded by `seed`: draw systems until one
+    fills at least `fill_threshold` of the canvas (the knobs are those of `generate_fractaldb`).
+
+    Each class searches on its own stream, so class k is the same whether 10 or 1000 classes
+    are generated, and in whichever process.
+    """
+    s = _Settings(
+        min_maps=min_maps,
+        max_maps=max_maps,
+        fill_threshold=fill_threshold,
+        fill_canvas=fill_canvas,
+        search_points=search_points,
+        chains=chains,
+        burn_in=burn_in,
+        max_tries=max_tries,
+    )
+    return _search(seed, class_index, s)
+
+
+def _search(seed: int, class_index: int, s: _Settings) -> Category:
+    rng = _search_rng(seed, class_index)
+    for tries in range(1, s.max_tries + 1):
+        params = sample_ifs(rng, s.min_maps, s.max_maps)
+        points = chaos_game(params, s.search_points, rng, chains=s.chains, burn_in=s.burn_in)
+        rate = filling_rate(points, s.fill_canvas)
+        if rate >= s.fill_threshold:
+            return Category(params=params, filling_rate=rate, tries=tries)
+    raise RuntimeError(
+        f"no system of class {class_index} filled {s.fill_threshold} of the canvas "
+        f"in {s.max_tries} tries"
+    )
+
+
+def weight_variants(weights: tuple[float, ...]) -> list[tuple[int, float]]:
+    """FractalDB's intra-class variants as (parameter column, weight): the system itself, then
+    each of the 6 parameters (a..f, in every map at once) times each weight other than 1."""
+    scaled = [w for w in weights if w != 1.0]
+    return [(0, 1.0)] + [(j, w) for j in range(6) for w in scaled]
+
+
+def _points_per_image(image_size: int, s: _Settings) -> int:
+    if s.num_points is not None:
+        return s.num_points
+    # About two points per pixel fill a small image; 100k is the paper's count at full size.
+    return min(100_000, max(2_000, 2 * image_size * image_size))
+
+
+def render(
+    points: npt.NDArray[np.float64],
+    image_size: int,
+    rng: np.random.Generator,
+    *,
+    patch: bool = True,
+    color: bool = True,
+    margin: float = 0.05,
+) -> npt.NDArray[np.uint8]:
+    """Draw points into an (image_size, image_size, 3) uint8 image on black.
+
+    patch: each point stamps a random 3x3 pattern (centre always on, each neighbour on with
+    probability 1/2) instead of one pixel. color: each point gets a random bright colour and,
+    as when drawing one point after another, the last point on a pixel wins; otherwise every
+    point is white.
+    """
+    pad = max(1, round(margin * image_size))
+    rows, cols = _to_pixels(points, image_size, pad)
+    n = len(points)
+    if patch:
+        dr, dc = np.divmod(np.arange(9), 3)
+        on = rng.random((n, 9)) < 0.5
+        on[:, 4] = True  # the centre, so every point shows
+        rows = np.clip(rows[:, None] + dr - 1, 0, image_size - 1)[on]
+        cols = np.clip(cols[:, None] + dc - 1, 0, image_size - 1)[on]
+        owner = np.nonzero(on)[0]  # the point each drawn pixel belongs to, in drawing order
+    else:
+        owner = np.arange(n)
+    flat = rows * image_size + cols
+    image = np.zeros((image_size * image_size, 3), dtype=np.uint8)
+    if color:
+        colors = rng.integers(64, 256, size=(n, 3), dtype=np.uint8)
+        # Keep the last write per pixel explicitly: numpy leaves repeated-index assignment
+        # order unspecified, and the result must be the same everywhere.
+        order = np.argsort(flat, kind="stable")
+        sorted_flat = flat[order]
+        last = np.ones(len(flat), dtype=bool)
+        last[:-1] = sorted_flat[1:] != sorted_flat[:-1]
+        image[sorted_flat[last]] = colors[owner[order[last]]]
+    else:
+        image[flat] = 255
+    return image.reshape(image_size, image_size, 3)
+
+
+def _instance(
+    params: Params, seed: int, class_index: int, instance: int, image_size: int, s: _Settings
+) -> npt.NDArray[np.uint8]:
+    rng = _instance_rng(seed, class_index, instance)
+    variants = weight_variants(s.weights)
+    column, weight = variants[int(rng.integers(len(variants)))]
+    flip = int(rng.integers(4)) if s.flip else 0
+    n = _points_per_image(image_size, s)
+    weighted = params.copy()
+    weighted[:, column] *= weight
+    points = chaos_game(weighted, n, rng, chains=s.chains, burn_in=s.burn_in)
+    if not np.isfinite(points).all():  # the weight tipped the system into divergence
+        points = chaos_game(params, n, rng, chains=s.chains, burn_in=s.burn_in)
+    image = render(points, image_size, rng, patch=s.patch, color=s.color, margin=s.margin)
+    if flip & 1:
+        image = image[:, ::-1]
+    if flip & 2:
+        image = image[::-1]
+    return np.ascontiguousarray(image)
+
+
+def _make_class(job: tuple[int, int, int, int, _Settings]) -> npt.NDArray[np.uint8]:
+    """One category and all its instances, (instances, H, W, 3): the unit of work of a process."""
+    seed, class_index, instances, image_size, s = job
+    params = _search(seed, class_index, s).params
+    return np.stack(
+        [_instance(params, seed, class_index, i, image_size, s) for i in range(instances)]
+    )
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _generate(
+    num_classes: int,
+    instances_per_class: int,
+    image_size: int,
+    seed: int,
+    workers: int,
+    s: _Settings,
+) -> npt.NDArray[np.uint8]:
+    jobs = [(seed, c, instances_per_class, image_size, s) for c in range(num_classes)]
+    workers = min(workers, num_classes)
+    if workers <= 1:
+        per_class = [_make_class(job) for job in jobs]
+    else:
+        # spawn, not fork: the caller may already hold CUDA or torch's thread pools, which a
+        # forked child inherits broken. Scripts need the usual `if __name__ == "__main__"`.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            per_class = list(pool.map(_make_class, jobs))
+    return np.concatenate(per_class)
+
+
+def _cache_path(
+    cache_dir: Path,
+    num_classes: int,
+    instances_per_class: int,
+    image_size: int,
+    seed: int,
+    s: _Settings,
+) -> Path:
+    key = dict(
+        version=_CACHE_VERSION,
+        num_classes=num_classes,
+        instances_per_class=instances_per_class,
+        image_size=image_size,
+        seed=seed,
+        **dataclasses.asdict(s),
+    )
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"fractaldb_c{num_classes}_i{instances_per_class}_{image_size}px_{digest}.npz"
+    return cache_dir / name
+
+
+def _save(path: Path, images: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
+    """Write, then rename: a reader (or a parallel run) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, images=images, labels=labels, names=np.array(names))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["images"], data["labels"], [str(n) for n in data["names"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("ignoring unreadable FractalDB cache %s: %s", path, e)
+        return None
+
+
+def generate_fractaldb(
+    num_classes: int,
+    instances_per_class: int,
+    image_size: int,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    *,
+    min_maps: int = 2,
+    max_maps: int = 7,
+    fill_threshold: float = 0.2,
+    fill_canvas: int = 512,
+    search_points: int = 100_000,
+    num_points: int | None = None,
+    weights: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2),
+    patch: bool = True,
+    color: bool = True,
+    flip: bool = True,
+    margin: float = 0.05,
+    chains: int = 1024,
+    burn_in: int = 20,
+    max_tries: int = 100_000,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A FractalDB: images uint8 (N, H, W, 3), labels int64 (N,), label names ('fractal_0000').
+
+    N = num_classes * instances_per_class, grouped by class. Category search: random IFS of
+    min_maps..max_maps maps, kept when `search_points` chaos-game points fill at least
+    `fill_threshold` of a `fill_canvas` square. Instances: one parameter column times a random
+    entry of `weights`, `num_points` points (None: about two per pixel, at most 100k) drawn as
+    random 3x3 patches (`patch`) in random colours (`color`, else white), randomly flipped
+    (`flip`), `margin` of the side left empty.
+
+    Identical arrays for a given seed and knobs, whatever `workers` (processes, one category
+    at a time; None: every core this process may use). With `cache_dir`, the result is kept
+    in one .npz per set of arguments and read back on the next call.
+    """
+    if num_classes < 1 or instances_per_class < 1:
+        raise ValueError(
+            f"need at least one class and instance, got {num_classes}, {instances_per_class}"
+        )
+    if image_size < 4:
+        raise ValueError(f"image_size must be at least 4, got {image_size}")
+    if not 1 <= min_maps <= max_maps:
+        raise ValueError(f"need 1 <= min_maps <= max_maps, got {min_maps}, {max_maps}")
+    s = _Settings(
+        min_maps=min_maps,
+        max_maps=max_maps,
+        fill_threshold=fill_threshold,
+        fill_canvas=fill_canvas,
+        search_points=search_points,
+        num_points=num_points,
+        weights=tuple(float(w) for w in weights),
+        patch=patch,
+        color=color,
+        flip=flip,
+        margin=margin,
+        chains=chains,
+        burn_in=burn_in,
+        max_tries=max_tries,
+    )
+    names = [f"fractal_{c:04d}" for c in range(num_classes)]
+    labels = np.repeat(np.arange(num_classes, dtype=np.int64), instances_per_class)
+
+    path = None
+    if cache_dir is not None:
+        path = _cache_path(Path(cache_dir), num_classes, instances_per_class, image_size, seed, s)
+        cached = _load(path)
+        if cached is not None:
+            log.info("FractalDB read from %s", path)
+            return cached
+
+    start = time.perf_counter()
+    images = _generate(
+        num_classes, instances_per_class, image_size, seed, workers or _default_workers(), s
+    )
+    log.info(
+        "FractalDB: %d classes x %d instances at %dpx in %.1fs",
+        num_classes,
+        instances_per_class,
+        image_size,
+        time.perf_counter() - start,
+    )
+    if path is not None:
+        _save(path, images, labels, names)
+    return images, labels, names

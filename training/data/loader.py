@@ -1,0 +1,82 @@
+"""Images -> batches: per-sample seeded augmentation, rank sharding, and resuming mid-epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from app.model_config import PreprocessConfig
+from training.augment import TrainTransform, eval_transform, sample_seed
+from training.data.base import ImageSet
+
+
+class TrainImages(Dataset[tuple[Tensor, int]]):
+    """Indexed by (index, seed): the seed fixes that image's augmentation."""
+
+    def __init__(self, images: ImageSet, transform: TrainTransform) -> None:
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, int]:
+        index, seed = item
+        return self.transform(self.images.image(index), seed), int(self.images.targets[index])
+
+
+class EvalImages(Dataset[tuple[Tensor, int]]):
+    """Indexed by position; the service's preprocessing."""
+
+    def __init__(self, images: ImageSet, spec: PreprocessConfig) -> None:
+        self.images = images
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return eval_transform(self.images.image(index), self.spec), int(self.images.targets[index])
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """One epoch of one rank: `DistributedSampler`'s seeded shuffle and sharding, cut to whole
+    optimizer steps, starting `start` images in (where a resumed run left off)."""
+
+    def __init__(
+        self, size: int, per_rank: int, epoch: int, seed: int, rank: int, world: int, start: int
+    ) -> None:
+        shard = DistributedSampler(
+            cast(Dataset[int], range(size)), num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
+        shard.set_epoch(epoch)
+        self.indices = list(shard)[start:per_rank]
+        self.epoch = epoch
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self.indices:
+            yield index, sample_seed(self.seed, self.epoch, index)
+
+
+def train_loader(
+    dataset: TrainImages, sampler: EpochSampler, micro_batch: int, workers: int, pin: bool
+) -> DataLoader[tuple[Tensor, int]]:
+    return DataLoader(
+        dataset, batch_size=micro_batch, sampler=sampler, num_workers=workers, pin_memory=pin
+    )
+
+
+def eval_loader(
+    dataset: EvalImages, batch_size: int, workers: int, rank: int = 0, world: int = 1
+) -> DataLoader[tuple[Tensor, int]]:
+    """This rank's share of the images (every image exactly once over all ranks)."""
+    shard = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
+    return DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=False)

@@ -1,0 +1,31 @@
+"""SRC on the command line -> a `SplitData`: a folder path, `fractal`, or a packaged set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.config import TrainConfig
+from training.data.base import SplitData
+from training.data.folder import load_folder
+from training.data.fractal_source import load_fractal
+from training.data.packaged import PACKAGED, load_packaged
+
+
+def load_source(spec: str, config: TrainConfig, image_size: int) -> SplitData:
+    """The data named by `spec`, split with the config's seed and val fraction."""
+    if spec == "fractal":
+        return load_fractal(
+            config.fractal_classes,
+            config.fractal_instances,
+            image_size,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            cache_dir=config.cache_dir,
+        )
+    if spec in PACKAGED:
+        return load_packaged(spec, config.val_fraction, config.seed)
+    if Path(spec).is_dir():
+        return load_folder(spec, config.val_fraction, config.seed)
+    raise ValueError(
+        f"unknown data {spec!r}: expected a folder, 'fractal', or one of {', '.join(PACKAGED)}"
+    )

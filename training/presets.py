@@ -1,0 +1,73 @@
+"""Named pipeline settings: what `pipeline --preset NAME` pre-trains and fine-tunes.
+
+Each stage's dict is applied over that stage's defaults (see `training.config`), before any
+config file or command-line option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    # The whole pipeline in well under 2 minutes on 2 CPU cores; the tests run it.
+    "smoke": Preset(
+        description="a 2-block narrow ViT, a few seconds per stage: proves the plumbing",
+        pretrain={
+            "data": "fractal",
+            "fractal_classes": 10,
+            "fractal_instances": 20,
+            "model": {"arch": "vit_tiny_patch4_32", "depth": 2, "embed_dim": 96},
+            "epochs": 2,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "warmup_epochs": 0.5,
+            "checkpoint_every": 0,
+        },
+        finetune={
+            "data": "digits",
+            "epochs": 2,
+            "batch_size": 64,
+            "lr": 0.05,
+            "checkpoint_every": 0,
+        },
+    ),
+    # The model the service bundles: FractalDB pre-training, MNIST fine-tuning; a 4-block
+    # ViT-Ti/4 at 32x32 (about 1.8 M parameters, a ~7 MB ONNX file).
+    "default": Preset(
+        description="ViT-Ti/4 depth 4 at 32x32: FractalDB pre-training, MNIST fine-tuning",
+        pretrain={
+            "data": "fractal",
+            "fractal_classes": 50,
+            "fractal_instances": 80,
+            "model": {"arch": "vit_tiny_patch4_32", "depth": 4},
+            "epochs": 6,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "warmup_epochs": 1.0,
+            "weight_decay": 0.05,
+        },
+        finetune={
+            "data": "mnist",
+            "epochs": 6,
+            "batch_size": 64,
+            "lr": 0.03,
+            "warmup_epochs": 0.5,
+            "grad_clip": 1.0,
+        },
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
