@@ -67,6 +67,7 @@ class Batcher:
         self._metrics = metrics
         self._queue: deque[_Item] = deque()
         self._reserved = 0  # admitted images not yet taken into a batch
+        self._queued = 0  # of those, the ones in the queue whose caller still waits
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -109,15 +110,20 @@ class Batcher:
         item = _Item(tensor, asyncio.get_running_loop().create_future())
         item.future.add_done_callback(lambda future: self._on_done(item))
         self._queue.append(item)
-        if len(self._queue) == 1 or len(self._queue) >= self.max_batch_size:
+        self._queued += 1
+        if self._queued == 1 or self._queued >= self.max_batch_size:
             self._wakeup.set()
         return item.future
 
     def _on_done(self, item: _Item) -> None:
         """A caller that gave up frees its place in the queue at once."""
         if item.future.cancelled() and not item.counted_out:
-            item.counted_out = True
-            self._set_depth(self._reserved - 1)
+            self._count_out(item)
+
+    def _count_out(self, item: _Item) -> None:
+        item.counted_out = True
+        self._queued -= 1
+        self._set_depth(self._reserved - 1)
 
     def _set_depth(self, value: int) -> None:
         self._reserved = value
@@ -126,6 +132,8 @@ class Batcher:
 
     async def _run_forever(self) -> None:
         while True:
+            while self._queue and self._queue[0].counted_out:  # callers gone: forget them
+                self._queue.popleft()
             if not self._queue:
                 if self._closing:
                     return
@@ -139,7 +147,7 @@ class Batcher:
 
     async def _fill(self, deadline: float) -> None:
         """Wait until the batch is full, its deadline has passed, or the batcher closes."""
-        while len(self._queue) < self.max_batch_size and not self._closing:
+        while self._queued < self.max_batch_size and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return
@@ -155,8 +163,7 @@ class Batcher:
         while self._queue and len(batch) < self.max_batch_size:
             item = self._queue.popleft()
             if not item.counted_out:
-                item.counted_out = True
-                self._set_depth(self._reserved - 1)
+                self._count_out(item)
             if not item.future.done():  # done before compute: cancelled by its caller
                 batch.append(item)
         return batch

@@ -1,6 +1,7 @@
 """What the in-graph attention map costs: ViT-Ti/16 at 224 (random weights) exported
 
   logits   logits only, fused attention (plain `model.forward`): the baseline
+  explicit logits only, explicit softmax attention (what the rollout needs, without it)
   ours     logits + attention, the exported graph (`training.onnx_graph.ViTWithAttention`)
   vector   logits + attention, `model.rollout.cls_attention_rollout` traced as written
   naive    logits + attention, the full-matrix rollout `model.rollout.attention_rollout`
@@ -36,6 +37,19 @@ from model.vit import VisionTransformer  # noqa: E402
 from training.export import cpu_threads, export_onnx, ort_session  # noqa: E402
 from training.onnx_graph import ViTLogits, ViTWithAttention  # noqa: E402
 
+GRAPHS = ["logits", "explicit", "ours", "vector", "naive"]
+
+
+class ExplicitLogits(nn.Module):
+    """Logits alone by the explicit attention path: its cost apart from the rollout's."""
+
+    def __init__(self, model: VisionTransformer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        return self.model.forward_with_attention(pixel_values)[0]
+
 
 class LibraryRollout(nn.Module):
     """Logits + attention with one of model/rollout.py's functions, traced as written."""
@@ -54,9 +68,11 @@ def build(arch: str, out: Path, names: Sequence[str]) -> dict[str, Path]:
     """Export the variants named in `names` of one random model; returns their ONNX paths."""
     torch.manual_seed(0)
     model = VisionTransformer(config_from_name(arch)).eval()
+    assert isinstance(model.head, nn.Linear)
     nn.init.normal_(model.head.weight, std=0.02)
     modules: dict[str, nn.Module] = {
         "logits": ViTLogits(model),
+        "explicit": ExplicitLogits(model),
         "ours": ViTWithAttention(model),
         "vector": LibraryRollout(model, full_matrix=False),
         "naive": LibraryRollout(model, full_matrix=True),
@@ -115,8 +131,8 @@ def main() -> None:
     parser.add_argument(
         "--graphs",
         nargs="+",
-        default=["logits", "ours", "vector", "naive"],
-        choices=["logits", "ours", "vector", "naive"],
+        default=GRAPHS,
+        choices=GRAPHS,
     )
     args = parser.parse_args()
     names = ["logits", *[g for g in args.graphs if g != "logits"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -273,10 +274,12 @@ def export_model(
     fp16: bool = False,
 ) -> Path:
     """Write `model.onnx` and `config.json` for an in-memory model to `out_dir` and check them;
-    returns `out_dir`. Labels default to the model's, else the class indices."""
+    returns `out_dir`. Labels default to the model's, else the class indices. The caller's model
+    is left as it was (a training or GPU model is copied to the CPU in eval mode first)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
+    weight = next(model.parameters())
+    if model.training or weight.device.type != "cpu" or weight.dtype != torch.float32:
+        model = copy.deepcopy(model).to("cpu", torch.float32).eval()
     c = model.config
     if not c.num_classes:
         raise ValueError("the model has no classification head (num_classes=0)")
@@ -284,6 +287,7 @@ def export_model(
     labels = labels or [str(i) for i in range(c.num_classes)]
     if len(labels) != c.num_classes:
         raise ValueError(f"{len(labels)} labels for a model with {c.num_classes} classes")
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     wrapper = ViTWithAttention(model).eval()
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
@@ -332,8 +336,8 @@ def checkpoint_metrics(checkpoint: str | Path) -> dict[str, Any] | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError):
-        return None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError):
+        return None  # not a torch file, or not ours: no metrics
     metrics = state.get("metrics") if isinstance(state, dict) else None
     return metrics if isinstance(metrics, dict) else None
 

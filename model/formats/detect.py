@@ -36,10 +36,12 @@ def unwrap(content: Mapping[str, Any]) -> dict[str, Tensor]:
     return tensors
 
 
-def detect_format(content: Mapping[str, Any], where: str = "checkpoint") -> tuple[Format, Any]:
+def detect_format(
+    content: Mapping[str, Any], where: str = "checkpoint"
+) -> tuple[Format, dict[str, Tensor]]:
     """(format, tensors by the file's own names); raises ValueError for anything but a ViT."""
     if is_native(dict(content)):
-        return "native", content["model"]
+        return "native", unwrap(content["model"])
     tensors = unwrap(content)
     if "embedding/kernel" in tensors or "opt/target/embedding/kernel" in tensors:
         return "npz", tensors

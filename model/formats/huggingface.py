@@ -74,7 +74,11 @@ def convert_huggingface(
         if missing:
             raise ValueError(f"layer {layer} has no {'/'.join(missing)} projection {param}")
         state[f"blocks.{layer}.attn.qkv.{param}"] = torch.cat([parts[p] for p in _QKV_ORDER])
-    stated = config_fields(config_json) if config_json else {"layer_norm_eps": HF_LAYER_NORM_EPS}
+    # save_pretrained always writes model_type; a config.json without it is someone else's.
+    if config_json is not None and "model_type" in config_json:
+        stated = config_fields(config_json)
+    else:
+        stated = {"layer_norm_eps": HF_LAYER_NORM_EPS}
     return Converted(state, stated)
 
 

@@ -3,7 +3,6 @@ the tiny model the tests export (`tiny_model_dir`), driven with httpx."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,21 +122,3 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     server.wait()
     yield server
     server.stop()
-
-
-def encode(image: Image.Image, format: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def photo(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
-    """A deterministic RGB image with structure (gradients and a block), not a flat colour."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    pixels = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256])
-    pixels = pixels.transpose(1, 2, 0).astype(np.uint8)
-    pixels[height // 4 : height // 2, width // 4 : width // 2] = rng.integers(0, 256, 3)
-    return Image.fromarray(pixels, "RGB")

@@ -32,8 +32,8 @@ def test_fused_and_explicit_attention_give_the_same_logits(
 
 
 def _reference_rollout(attentions: list[Tensor], grid: tuple[int, int]) -> Tensor:
-    """From the definition, in plain loops: per layer mean over heads, A' = (A + I) / rowsum,
-    product with the first layer rightmost, CLS row over the patches. Rows are checked on the way."""
+    """From the definition: per layer mean over heads, A' = (A + I) / rowsum, product with the
+    first layer rightmost, CLS row over the patches. Rows are checked on the way."""
     rollout = None
     for attention in attentions:
         fused = attention.mean(dim=1)

