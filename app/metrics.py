@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -26,7 +26,8 @@ DURATION_BUCKETS = tuple(0.0005 * 2**i for i in range(17))
 # 1, 2, 4 .. 1024 images.
 BATCH_BUCKETS = tuple(float(2**i) for i in range(11))
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format, which every Prometheus 2.x and promtool read.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 class Metrics:

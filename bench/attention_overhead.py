@@ -1,6 +1,8 @@
 """What the in-graph attention map costs: ViT-Ti/16 at 224 (random weights) exported
 
-  logits   logits only, fused attention (plain `model.forward`): the baseline
+  logits   logits only, fused attention (plain `model.forward`), opset 18 like our export:
+           the baseline; at this opset the exporter spells scaled_dot_product_attention out
+  logits23 the same at opset 23, where it becomes one fused ONNX `Attention` op
   explicit logits only, explicit softmax attention (what the rollout needs, without it)
   ours     logits + attention, the exported graph (`training.onnx_graph.ViTWithAttention`)
   vector   logits + attention, `model.rollout.cls_attention_rollout` traced as written
@@ -16,6 +18,7 @@ a ratio of medians and as the median of per-round ratios (steadier when the mach
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -34,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.config import config_from_name  # noqa: E402
 from model.rollout import attention_rollout, cls_attention_rollout  # noqa: E402
 from model.vit import VisionTransformer  # noqa: E402
-from training.export import cpu_threads, export_onnx, ort_session  # noqa: E402
+from training.export import OPSET, cpu_threads, export_onnx, ort_session  # noqa: E402
 from training.onnx_graph import ViTLogits, ViTWithAttention  # noqa: E402
 
-GRAPHS = ["logits", "explicit", "ours", "vector", "naive"]
+GRAPHS = ["logits", "logits23", "explicit", "ours", "vector", "naive"]
 
 
 class ExplicitLogits(nn.Module):
@@ -72,6 +75,7 @@ def build(arch: str, out: Path, names: Sequence[str]) -> dict[str, Path]:
     nn.init.normal_(model.head.weight, std=0.02)
     modules: dict[str, nn.Module] = {
         "logits": ViTLogits(model),
+        "logits23": ViTLogits(model),
         "explicit": ExplicitLogits(model),
         "ours": ViTWithAttention(model),
         "vector": LibraryRollout(model, full_matrix=False),
@@ -79,7 +83,10 @@ def build(arch: str, out: Path, names: Sequence[str]) -> dict[str, Path]:
     }
     paths = {}
     for name in names:
-        paths[name] = export_onnx(modules[name], out / f"{name}.onnx", model.config.image_size)
+        opset = 23 if name == "logits23" else OPSET
+        paths[name] = export_onnx(
+            modules[name], out / f"{name}.onnx", model.config.image_size, opset
+        )
         ops = onnx.load(str(paths[name]), load_external_data=False).graph.node
         print(f"exported {name}: {len(ops)} nodes", flush=True)
     return paths
@@ -107,18 +114,56 @@ def bench(
     return times
 
 
+def _is_rollout(node: onnx.NodeProto) -> bool:
+    """A node the wrapper adds outside the ViT's modules: the rollout (and the head's class-token
+    select, a copy of B x D floats). The exporter records each node's module path."""
+    namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+    parts = namespace.split("/")
+    return len(parts) == 2 and not parts[1].startswith("model")
+
+
+def rollout_share(path: Path, batch: int, image_size: int, runs: int, threads: int) -> float:
+    """Fraction of onnxruntime's kernel time spent in rollout nodes, from its profiler: a
+    measure that contention on a shared machine inflates for all nodes alike."""
+    import onnxruntime as ort
+
+    rollout = {n.name for n in onnx.load(str(path)).graph.node if _is_rollout(n)}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((batch, 3, image_size, image_size))
+    for _ in range(runs):
+        session.run(None, {"pixel_values": x.astype(np.float32)})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    total = in_rollout = 0.0
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        total += event["dur"]
+        if event["name"].removesuffix("_kernel_time") in rollout:
+            in_rollout += event["dur"]
+    return in_rollout / total
+
+
 def report(times: dict[str, list[float]]) -> None:
-    """Median latency per graph and overhead against `logits`."""
-    base = times["logits"]
-    base_median = statistics.median(base)
-    print(f"{'graph':8} {'median ms':>10} {'overhead (medians)':>19} {'overhead (paired)':>18}")
+    """Median latency per graph and its overhead against each logits-only baseline: as a ratio
+    of medians, and as the median of per-round ratios."""
+    baselines = [b for b in ("logits", "logits23") if b in times]
+    header = "".join(f" {'vs ' + b + ' (medians)':>22} {'(paired)':>9}" for b in baselines)
+    print(f"{'graph':8} {'median ms':>10}{header}")
     for name, values in times.items():
         median = statistics.median(values)
-        paired = statistics.median(v / b for v, b in zip(values, base, strict=True))
-        print(
-            f"{name:8} {1e3 * median:10.1f} {100 * (median / base_median - 1):18.1f}% "
-            f"{100 * (paired - 1):17.1f}%"
-        )
+        line = f"{name:8} {1e3 * median:10.1f}"
+        for b in baselines:
+            base = times[b]
+            paired = statistics.median(v / t for v, t in zip(values, base, strict=True))
+            line += f" {100 * (median / statistics.median(base) - 1):21.1f}%"
+            line += f" {100 * (paired - 1):8.1f}%"
+        print(line)
 
 
 def main() -> None:
@@ -134,6 +179,9 @@ def main() -> None:
         default=GRAPHS,
         choices=GRAPHS,
     )
+    parser.add_argument(
+        "--profile", type=int, default=0, help="also profile N runs of each rollout graph"
+    )
     args = parser.parse_args()
     names = ["logits", *[g for g in args.graphs if g != "logits"]]
     threads = args.threads or cpu_threads()
@@ -146,6 +194,11 @@ def main() -> None:
             flush=True,
         )
         report(bench(paths, args.batch, image_size, args.rounds, args.warmup, threads))
+        if args.profile:
+            print(f"share of kernel time in rollout nodes ({args.profile} profiled runs each):")
+            for name in [n for n in names if n not in ("logits", "logits23", "explicit")]:
+                share = rollout_share(paths[name], args.batch, image_size, args.profile, threads)
+                print(f"{name:8} {100 * share:5.1f}%")
 
 
 if __name__ == "__main__":

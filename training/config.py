@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Stage = Literal["pretrain", "finetune"]
+DEFAULT_ARCH = "vit_tiny_patch4_32"
 
 
 def _opt(default: Any, help: str, **kwargs: Any) -> Any:
@@ -20,17 +21,26 @@ def _opt(default: Any, help: str, **kwargs: Any) -> Any:
 
 @dataclass
 class ModelSpec:
-    """Which ViT to build: a variant name plus any field of `model.ViTConfig` overridden."""
+    """Which ViT to build: a variant name plus any field of `model.ViTConfig` overridden.
+    Unset (None) fields keep the variant's value (pretrain) or the checkpoint's (finetune)."""
 
-    arch: str = _opt("vit_tiny_patch4_32", "variant name, vit_{tiny,small,...}_patch{P}_{RES}")
-    image_size: int | None = _opt(None, "input side in pixels (default: the variant's)")
-    depth: int | None = _opt(None, "number of Transformer blocks (default: the variant's)")
-    embed_dim: int | None = _opt(None, "token width (default: the variant's)")
-    num_heads: int | None = _opt(None, "attention heads (default: the variant's)")
-    mlp_ratio: float | None = _opt(None, "MLP hidden size / embed_dim (default: the variant's)")
-    drop_rate: float = _opt(0.0, "dropout after embeddings, in MLPs and before the head")
-    drop_path_rate: float = _opt(0.0, "stochastic depth rate of the last block")
-    global_pool: Literal["token", "avg"] = _opt("token", "class token or mean of patch tokens")
+    arch: str | None = _opt(
+        None,
+        f"variant vit_{{tiny,small,base,...}}_patch{{P}}_{{RES}} (default: {DEFAULT_ARCH}; "
+        "finetune: the checkpoint's, needed only for files that do not say)",
+    )
+    image_size: int | None = _opt(
+        None, "input side in pixels; finetune resamples position embeddings (default: as built)"
+    )
+    depth: int | None = _opt(None, "number of Transformer blocks (default: as built)")
+    embed_dim: int | None = _opt(None, "token width (default: as built)")
+    num_heads: int | None = _opt(None, "attention heads (default: as built)")
+    mlp_ratio: float | None = _opt(None, "MLP hidden size / embed_dim (default: as built)")
+    drop_rate: float | None = _opt(None, "dropout in embeddings, MLPs, head (default: as built)")
+    drop_path_rate: float | None = _opt(None, "stochastic depth, last block (default: as built)")
+    global_pool: Literal["token", "avg"] | None = _opt(
+        None, "class token or mean of patch tokens (default: as built)"
+    )
 
     def overrides(self) -> dict[str, Any]:
         """The `ViTConfig` fields this spec sets (everything but the variant name)."""
@@ -86,11 +96,17 @@ class TrainConfig:
 
     def to_toml(self) -> str:
         """The config as a TOML file that `--config` reads back (unset options left out)."""
-        lines = [f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()
-                 if k != "model" and v is not None]
+        lines = [
+            f"{k} = {_toml_value(v)}"
+            for k, v in self.to_dict().items()
+            if k != "model" and v is not None
+        ]
         lines.append("\n[model]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(self.model).items()
-                  if v is not None]
+        lines += [
+            f"{k} = {_toml_value(v)}"
+            for k, v in dataclasses.asdict(self.model).items()
+            if v is not None
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -98,8 +114,14 @@ class TrainConfig:
 # SGD and momentum, no weight decay, a short warm-up and a higher rate than AdamW would use.
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "pretrain": {},
-    "finetune": {"optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "warmup_epochs": 0.5,
-                 "epochs": 5, "label_smoothing": 0.0},
+    "finetune": {
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "weight_decay": 0.0,
+        "warmup_epochs": 0.5,
+        "epochs": 5,
+        "label_smoothing": 0.0,
+    },
 }
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.formats.read import read_checkpoint
 from training.config import TrainConfig
 from training.data.loader import EvalImages, eval_loader
 from training.data.sources import load_source
@@ -71,10 +72,9 @@ def evaluate_model(
 
 
 def _saved_config(checkpoint: Path) -> TrainConfig:
-    """The training config a native checkpoint carries (so evaluation finds the same held-out
-    split), else the defaults."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    values = state.get("train_config") if isinstance(state, dict) else None
+    """The training config one of our checkpoints carries (so evaluation finds the same
+    held-out split); the defaults for other files."""
+    values = read_checkpoint(checkpoint).content.get("train_config")
     return TrainConfig.from_dict(values) if isinstance(values, dict) else TrainConfig()
 
 
@@ -105,9 +105,7 @@ def evaluate_checkpoint(
     world = World(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(world.device)
     dataset = EvalImages(split.val, preprocess_config_for(image_size))
-    result = evaluate_model(
-        model, eval_loader(dataset, batch_size, workers), len(labels), world
-    )
+    result = evaluate_model(model, eval_loader(dataset, batch_size, workers), len(labels), world)
     per_class = per_class_accuracy(result.confusion)
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -125,7 +123,11 @@ def evaluate_checkpoint(
     }
     log.info(
         "%s on %s (%d images): top-1 %.4f, top-5 %.4f",
-        checkpoint, data, result.count, result.acc1, result.acc5,
+        checkpoint,
+        data,
+        result.count,
+        result.acc1,
+        result.acc5,
     )
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

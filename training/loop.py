@@ -32,7 +32,7 @@ from training.data.sources import load_source
 from training.distributed import World, init_world, reduce_sums, replicas_agree
 from training.evaluate import evaluate_model
 from training.metrics import soft_cross_entropy, topk_hits
-from training.model_init import for_finetuning, fresh_model, load_pretrained, variant_config
+from training.model_init import fresh_model, load_pretrained, variant_config, with_fresh_head
 from training.plots import plot_curves
 from training.preprocessing import preprocess_config_for
 from training.schedule import lr_at
@@ -70,8 +70,10 @@ def plan_batches(num_train: int, config: TrainConfig, world: World) -> BatchPlan
     per_rank = -(-num_train // world.world_size)  # DistributedSampler pads to equal shares
     steps = per_rank // (micro * config.accum_steps)
     if steps == 0:
-        raise ValueError(f"{num_train} training images are fewer than one batch of "
-                         f"{config.batch_size}; lower --batch-size")
+        raise ValueError(
+            f"{num_train} training images are fewer than one batch of "
+            f"{config.batch_size}; lower --batch-size"
+        )
     total = steps * config.epochs
     warmup = min(total, round(config.warmup_epochs * steps))
     return BatchPlan(micro, config.accum_steps, steps, warmup, total)
@@ -96,9 +98,7 @@ def _resumed_config(config: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     """The interrupted run's config, except the options that may change on resuming."""
     old = TrainConfig.from_dict(saved)
     keep = {k: getattr(config, k) for k in RESUME_MAY_CHANGE}
-    changed = [
-        k for k, v in config.to_dict().items() if k not in keep and old.to_dict()[k] != v
-    ]
+    changed = [k for k, v in config.to_dict().items() if k not in keep and old.to_dict()[k] != v]
     if changed:
         log.warning("resuming with the run's saved options; ignoring new %s", ", ".join(changed))
     return dataclasses.replace(old, **keep)
@@ -114,10 +114,9 @@ def _build(
     if config.stage == "finetune":
         if not config.init:
             raise ValueError("finetune needs --init CHECKPOINT")
-        base = load_pretrained(config.init)
-        image_size = config.model.image_size or base.config.image_size
-        data = load_source(config.data, config, image_size)
-        return for_finetuning(base, config.model, data.labels), data
+        model = load_pretrained(config.init, config.model)
+        data = load_source(config.data, config, model.config.image_size)
+        return with_fresh_head(model, data.labels), data
     data = load_source(config.data, config, variant_config(config.model).image_size)
     torch.manual_seed(config.seed)
     return fresh_model(config.model, data.labels), data
@@ -185,8 +184,12 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             path,
             model,
             optimizer=optimizer.state_dict(),
-            scheduler={"name": "warmup_cosine", "step": step, "warmup_steps": plan.warmup_steps,
-                       "total_steps": plan.total_steps},
+            scheduler={
+                "name": "warmup_cosine",
+                "step": step,
+                "warmup_steps": plan.warmup_steps,
+                "total_steps": plan.total_steps,
+            },
             epoch=epochs_done,
             step=step,
             step_in_epoch=step_in_epoch,
@@ -207,15 +210,21 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             world.world_size,
             start=step_in_epoch * plan.rank_step_images,
         )
-        batches = iter(train_loader(
-            train_set, sampler, plan.micro_batch, config.workers, world.device.type == "cuda"
-        ))
+        batches = iter(
+            train_loader(
+                train_set, sampler, plan.micro_batch, config.workers, world.device.type == "cuda"
+            )
+        )
         sums = resumed_sums if world.is_main else [0.0, 0.0, 0.0]
         resumed_sums = [0.0, 0.0, 0.0]
         net.train()
-        bar = tqdm(total=plan.steps_per_epoch, initial=step_in_epoch, leave=False,
-                   desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not (world.is_main and config.progress))
+        bar = tqdm(
+            total=plan.steps_per_epoch,
+            initial=step_in_epoch,
+            leave=False,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (world.is_main and config.progress),
+        )
         started, seen = time.perf_counter(), 0
         while step_in_epoch < plan.steps_per_epoch:
             lr = lr_at(step, config.lr, config.min_lr, plan.warmup_steps, plan.total_steps)
@@ -229,17 +238,21 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
                 targets = targets.to(world.device, non_blocking=True)
                 inputs, soft = images, None
                 if config.mixup_alpha > 0:
-                    inputs, soft = mixup(images, targets, num_classes, config.mixup_alpha,
-                                         step_seed + micro)
+                    inputs, soft = mixup(
+                        images, targets, num_classes, config.mixup_alpha, step_seed + micro
+                    )
                 sync = micro == config.accum_steps - 1 or not world.distributed
-                with (contextlib.nullcontext() if sync else net.no_sync()),  \
-                        torch.autocast(world.device.type, torch.bfloat16, enabled=autocast):
+                with (
+                    contextlib.nullcontext() if sync else net.no_sync(),
+                    torch.autocast(world.device.type, torch.bfloat16, enabled=autocast),
+                ):
                     logits = net(inputs).float()
                     if soft is not None:
                         loss = soft_cross_entropy(logits, soft)
                     else:
-                        loss = F.cross_entropy(logits, targets,
-                                               label_smoothing=config.label_smoothing)
+                        loss = F.cross_entropy(
+                            logits, targets, label_smoothing=config.label_smoothing
+                        )
                     (loss / config.accum_steps).backward()
                 sums[0] += loss.item() * len(targets)
                 sums[1] += topk_hits(logits.detach(), targets, 1)
@@ -253,8 +266,12 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             step_in_epoch += 1
             rate = seen * world.world_size / (time.perf_counter() - started)
             bar.update()
-            bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", acc=f"{sums[1] / sums[2]:.3f}",
-                            lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+            bar.set_postfix(
+                loss=f"{sums[0] / sums[2]:.3f}",
+                acc=f"{sums[1] / sums[2]:.3f}",
+                lr=f"{lr:.2e}",
+                img_s=f"{rate:.0f}",
+            )
             mid_epoch = step_in_epoch < plan.steps_per_epoch
             if config.checkpoint_every and step % config.checkpoint_every == 0 and mid_epoch:
                 total = reduce_sums(sums, world)  # every rank joins; rank 0 writes
@@ -292,8 +309,14 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             log.info(
                 "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc1 %.4f acc5 %.4f | "
                 "%.0f images/s",
-                epoch + 1, config.epochs, line["train_loss"], line["train_acc1"],
-                val.loss, val.acc1, val.acc5, line["images_per_s"],
+                epoch + 1,
+                config.epochs,
+                line["train_loss"],
+                line["train_acc1"],
+                val.loss,
+                val.acc1,
+                val.acc5,
+                line["images_per_s"],
             )
     agree = replicas_agree(model, world)
     if world.distributed:

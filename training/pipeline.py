@@ -29,9 +29,7 @@ def run_pipeline(
     out = Path(out)
     settings = get_preset(preset)
     common = {"resume": resume, **(options or {})}
-    pretrain = resolve(
-        "pretrain", settings.pretrain, cli={**common, "out": str(out / "pretrain")}
-    )
+    pretrain = resolve("pretrain", settings.pretrain, cli={**common, "out": str(out / "pretrain")})
     train(pretrain)
     finetune = resolve(
         "finetune",

@@ -56,8 +56,10 @@ def _add_train_parser(subparsers: Any, stage: Stage, help: str) -> None:
     defaults = merge(TrainConfig(), {**STAGE_DEFAULTS[stage], "stage": stage})
     parser = subparsers.add_parser(stage, help=help, description=help)
     parser.add_argument(
-        "--config", metavar="FILE", help="TOML file of options (a [model] table for the model); "
-        "command-line options override it"
+        "--config",
+        metavar="FILE",
+        help="TOML file of options (a [model] table for the model); "
+        "command-line options override it",
     )
     _add_field_options(parser, TrainConfig, defaults, "training")
     _add_field_options(parser, ModelSpec, defaults.model, "model")
@@ -72,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub, "finetune", "fine-tune a checkpoint with a fresh zero head")
 
     evaluate = sub.add_parser(
-        "evaluate", help="top-1/top-5, per-class accuracy and confusion matrix on held-out data",
+        "evaluate",
+        help="top-1/top-5, per-class accuracy and confusion matrix on held-out data",
         description="Evaluate a checkpoint on the held-out split (val/ folder or the seeded "
         "fraction its training used) with the service's preprocessing.",
     )
@@ -91,11 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     from training.presets import PRESETS
 
     pipeline = sub.add_parser(
-        "pipeline", help="pretrain -> finetune -> evaluate -> export in one go",
+        "pipeline",
+        help="pretrain -> finetune -> evaluate -> export in one go",
         description="Run a preset: DIR/pretrain, DIR/finetune, DIR/eval.json, DIR/model.",
     )
     pipeline.add_argument(
-        "--preset", required=True, choices=sorted(PRESETS),
+        "--preset",
+        required=True,
+        choices=sorted(PRESETS),
         help="; ".join(f"{name}: {p.description}" for name, p in PRESETS.items()),
     )
     pipeline.add_argument("--out", required=True, help="output directory DIR")

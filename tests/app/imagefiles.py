@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import zlib
 import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -33,10 +33,14 @@ def png_bomb(width: int, height: int) -> bytes:
     data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
 
 
 def exif_rotated_jpeg() -> tuple[bytes, Image.Image]:
@@ -76,7 +80,11 @@ def bad_files() -> dict[str, tuple[bytes, int, str | None]]:
     rng = np.random.default_rng(0)
     return {
         "zero bytes": (b"", 400, "empty_image"),
-        "random bytes": (rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), 400, "invalid_image"),
+        "random bytes": (
+            rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+            400,
+            "invalid_image",
+        ),
         "truncated jpeg": (jpeg[: len(jpeg) // 2], 400, "invalid_image"),
         "truncated png": (png[: len(png) // 2], 400, "invalid_image"),
         "text": (b"this is not an image, just some text\n" * 10, 400, "invalid_image"),

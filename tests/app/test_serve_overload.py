@@ -25,9 +25,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 def test_overload_timeout_client_gone_and_recovery(start_server) -> None:
     # A batch of 8 that waits up to 3 s to fill; the queue holds one batch; 1.5 s to answer.
-    server = start_server(
-        max_batch_size=8, max_queue=8, max_wait_ms=3000, request_timeout_s=1.5
-    )
+    server = start_server(max_batch_size=8, max_queue=8, max_wait_ms=3000, request_timeout_s=1.5)
     responses: dict[str, httpx.Response] = {}
 
     def post(name: str, count: int) -> None:
@@ -72,9 +70,7 @@ def test_not_ready_until_warmed_up(start_server) -> None:
     assert server.client.get("/healthz").status_code == 200
     ready = server.client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
-    refused = server.client.post(
-        "/classify", content=IMAGE, headers={"content-type": "image/png"}
-    )
+    refused = server.client.post("/classify", content=IMAGE, headers={"content-type": "image/png"})
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "not_ready"
     assert "retry-after" in refused.headers

@@ -12,7 +12,7 @@ from training.config import TrainConfig, resolve
 
 def test_precedence(tmp_path: Path) -> None:
     file = tmp_path / "run.toml"
-    file.write_text('epochs = 7\nlr = 0.2\n[model]\ndepth = 3\n')
+    file.write_text("epochs = 7\nlr = 0.2\n[model]\ndepth = 3\n")
     config = resolve(
         "finetune",
         preset={"epochs": 4, "batch_size": 16, "model": {"depth": 2, "embed_dim": 96}},

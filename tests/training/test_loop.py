@@ -73,21 +73,38 @@ def test_a_short_run_writes_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
     config = resolve(
         "pretrain",
-        cli={"data": "digits", "model": SMALL, "epochs": 2, "batch_size": 128,
-             "accum_steps": 2, "out": str(out), "progress": False, "checkpoint_every": 0},
+        cli={
+            "data": "digits",
+            "model": SMALL,
+            "epochs": 2,
+            "batch_size": 128,
+            "accum_steps": 2,
+            "out": str(out),
+            "progress": False,
+            "checkpoint_every": 0,
+        },
     )
     train(config)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
-    keys = {"epoch", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "lr",
-            "images_per_s"}
+    keys = {
+        "epoch",
+        "train_loss",
+        "train_acc1",
+        "val_loss",
+        "val_acc1",
+        "val_acc5",
+        "lr",
+        "images_per_s",
+    }
     assert keys <= lines[0].keys()
     assert all(0.0 <= line[k] <= 1.0 for line in lines for k in ("train_acc1", "val_acc1"))
     assert lines[1]["val_loss"] < lines[0]["val_loss"]
     assert (out / "curves.png").stat().st_size > 0
-    assert TrainConfig.from_dict(
-        __import__("tomllib").loads((out / "config.toml").read_text())
-    ) == config
+    assert (
+        TrainConfig.from_dict(__import__("tomllib").loads((out / "config.toml").read_text()))
+        == config
+    )
     state = torch.load(out / "best.pt", weights_only=False)
     assert is_native(state) and state["train_config"] == config.to_dict()
     model = model_from_native(state)

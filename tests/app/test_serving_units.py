@@ -1,0 +1,90 @@
+"""Pure pieces of the service: settings, decoding, postprocessing."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from imagefiles import encode, photo, png_bomb
+from PIL import Image
+from pydantic import ValidationError
+
+from app.errors import EmptyImage, ImageTooLarge, InvalidImage
+from app.images import decode_image, to_rgb
+from app.postprocess import heatmap_png, scale_attention, softmax, top_k
+from app.settings import Settings
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("VITSERVE_"):
+            monkeypatch.delenv(name)
+    s = Settings()
+    assert (s.host, s.port, s.providers) == ("127.0.0.1", 8000, "auto")
+    assert (s.max_batch_size, s.max_wait_ms, s.max_queue, s.request_timeout_s) == (32, 5, 256, 30)
+    assert s.max_upload_bytes == 20 * 1024 * 1024 and s.max_image_pixels == 64_000_000
+    assert s.model_dir.name == "default_model" and not s.allow_spinning
+    assert s.onnx_threads >= 1
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_PROVIDERS", "CUDA")
+    monkeypatch.setenv("VITSERVE_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("VITSERVE_INTRA_OP_THREADS", "3")
+    s = Settings()
+    assert (s.providers, s.max_batch_size, s.onnx_threads) == ("cuda", 8, 3)
+    monkeypatch.setenv("VITSERVE_PROVIDERS", "tpu")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.setenv("VITSERVE_PROVIDERS", "cpu")
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "4")
+    with pytest.raises(ValidationError, match="at least one full batch"):
+        Settings()
+
+
+def test_decode_limits_and_modes() -> None:
+    with pytest.raises(EmptyImage):
+        decode_image(b"", 100)
+    with pytest.raises(InvalidImage):
+        decode_image(b"GIF89a broken", 100)
+    with pytest.raises(ImageTooLarge):
+        decode_image(encode(photo(20, 10), "PNG"), 199)
+    with pytest.raises(ImageTooLarge):
+        decode_image(png_bomb(30_000, 30_000), 64_000_000)  # beyond Pillow's own bomb limit
+    assert decode_image(encode(photo(20, 10), "PNG"), 200).size == (20, 10)
+    for mode in ("1", "L", "LA", "P", "RGBA", "CMYK", "YCbCr", "I", "F", "I;16"):
+        image = to_rgb(photo(8, 6).convert("L").convert(mode) if mode != "I;16" else photo(8, 6))
+        assert image.mode == "RGB" and image.size == (8, 6), mode
+
+
+def test_jpeg_draft_keeps_the_needed_size() -> None:
+    big = encode(photo(1024, 800), "JPEG", quality=90)
+    image = decode_image(big, 64_000_000, min_side=224)
+    assert min(image.size) >= 224 and image.size[0] < 1024  # decoded at a reduced scale
+    assert decode_image(big, 64_000_000).size == (1024, 800)
+
+
+def test_sixteen_bit_grey_keeps_its_range() -> None:
+    ramp = (np.arange(256, dtype=np.uint32).reshape(16, 16) * 257).astype(np.uint16)
+    image = to_rgb(Image.fromarray(ramp))
+    assert image.getextrema() == ((0, 255), (0, 255), (0, 255))
+
+
+def test_softmax_top_k_and_scaling() -> None:
+    logits = np.array([1000.0, 1000.0, 999.0, -np.inf], dtype=np.float32)
+    p = softmax(logits)
+    assert p.sum() == pytest.approx(1.0) and np.isfinite(p).all()
+    assert [i for i, _ in top_k(p, 3)] == [0, 1, 2]  # ties: lower index first
+    assert len(top_k(p, 99)) == 4
+    grid = scale_attention(np.array([[0.1, 0.4], [0.2, 0.05]], dtype=np.float32))
+    assert grid.max() == 1.0 and grid[0, 0] == pytest.approx(0.25)
+    assert scale_attention(np.zeros((2, 2))).max() == 0
+
+
+def test_heatmap_png() -> None:
+    crop = photo(32, 32)
+    png = heatmap_png(crop, np.random.default_rng(0).random((4, 4)))
+    heatmap = Image.open(io.BytesIO(base64.b64decode(png)))
+    assert heatmap.format == "PNG" and heatmap.size == (32, 32) and heatmap.mode == "RGB"

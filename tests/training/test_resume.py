@@ -1,0 +1,100 @@
+"""A run killed with SIGKILL in its second epoch and resumed ends exactly where an uninterrupted
+run ends, and the resumed process does less work (it starts from the mid-epoch checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS_PER_EPOCH = 44  # 1,437 training digits // 32
+ARGS = [
+    "pretrain",
+    "--data",
+    "digits",
+    "--depth",
+    "2",
+    "--embed-dim",
+    "96",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--checkpoint-every",
+    "4",
+    "--seed",
+    "3",
+    "--no-progress",
+]
+SAVED = re.compile(r"saved .* at epoch (\d+), step (\d+)")
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _timed(run_cli: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> float:
+    started = time.perf_counter()
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return time.perf_counter() - started
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(
+    tmp_path: Path,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    cli_env: dict[str, str],
+) -> None:
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    whole_seconds = _timed(run_cli, *ARGS, "--out", str(whole))
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "training.run", *ARGS, "--out", str(broken)],
+        cwd=REPO,
+        env=cli_env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert child.stderr is not None
+    killed_after = None
+    for line in child.stderr:
+        match = SAVED.search(line)
+        if match and int(match[1]) == 2 and int(match[2]) >= STEPS_PER_EPOCH + 8:
+            child.kill()  # SIGKILL: no handler runs, nothing is flushed
+            killed_after = int(match[2])
+            break
+    child.wait(timeout=60)
+    assert killed_after is not None and child.returncode == -9
+    assert [line["epoch"] for line in _metrics(broken)] == [1]  # it died inside epoch 2
+
+    resumed_seconds = _timed(run_cli, *ARGS, "--out", str(broken), "--resume")
+
+    for a, b in zip(_metrics(whole), _metrics(broken), strict=True):
+        for key in (
+            "epoch",
+            "step",
+            "train_loss",
+            "train_acc1",
+            "val_loss",
+            "val_acc1",
+            "val_acc5",
+            "lr",
+        ):
+            assert a[key] == b[key], (key, a, b)
+    end_whole = torch.load(whole / "last.pt", weights_only=False)
+    end_broken = torch.load(broken / "last.pt", weights_only=False)
+    for name, tensor in end_whole["model"].items():
+        assert torch.equal(tensor, end_broken["model"][name]), name
+    assert end_broken["step"] == 2 * STEPS_PER_EPOCH
+    # The resumed process trained 44 - (killed_after - 44) fewer steps than the whole run.
+    print(f"whole {whole_seconds:.1f} s, resumed {resumed_seconds:.1f} s")
+    assert resumed_seconds < whole_seconds, (resumed_seconds, whole_seconds)
