@@ -6,6 +6,7 @@ Every path ends in `app.preprocess.normalise`, the serving definition of [0, 1] 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 import torchvision.transforms.v2 as T

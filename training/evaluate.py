@@ -78,6 +78,11 @@ def _saved_config(checkpoint: Path) -> TrainConfig:
     return TrainConfig.from_dict(values) if isinstance(values, dict) else TrainConfig()
 
 
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    """NaN (a class without images) becomes null."""
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -116,9 +121,7 @@ def evaluate_checkpoint(
         "top5": result.acc5,
         "loss": result.loss,
         "labels": labels,
-        "per_class_accuracy": {
-            label: (None if np.isnan(acc) else float(acc)) for label, acc in zip(labels, per_class)
-        },
+        "per_class_accuracy": dict(zip(labels, _json_floats(per_class), strict=True)),
         "confusion_matrix": result.confusion.tolist(),
     }
     log.info(

@@ -387,14 +387,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
+        metavar="PATH",
         help="our checkpoint, a timm file, a Hugging Face directory or a .npz (detected)",
     )
-    parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--arch", help="architecture name, e.g. vit_base_patch16_224")
     parser.add_argument(
-        "--labels", help="text file, one label per line (default: the checkpoint's)"
+        "--out", required=True, metavar="MODEL_DIR", help="model directory to write"
     )
-    parser.add_argument("--image-size", type=int, help="input side in pixels")
+    parser.add_argument(
+        "--arch", metavar="NAME", help="architecture, e.g. vit_base_patch16_224 (if not stored)"
+    )
+    parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="text file, one label per line (default: the checkpoint's, else class indices)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="input side in pixels (default: the checkpoint's; else positions are resampled)",
+    )
     parser.add_argument(
         "--fp16", action="store_true", help="float16 weights and activations, for GPU serving"
     )
@@ -403,7 +415,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the export for parsed arguments; 0 on success, 1 if the self-check fails."""
+    """Run the export for parsed arguments; 0 on success, 1 if the self-check fails, 2 if the
+    checkpoint or the labels cannot be used."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
@@ -420,6 +433,9 @@ def run(args: argparse.Namespace) -> int:
     except ExportCheckError as error:
         log.error("export check failed: %s", error)
         return 1
+    except (OSError, ValueError) as error:
+        log.error("export failed: %s", error)
+        return 2
     return 0
 
 

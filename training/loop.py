@@ -81,7 +81,8 @@ def plan_batches(num_train: int, config: TrainConfig, world: World) -> BatchPlan
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """No weight decay on biases, norms, class token and position embeddings."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         plain = param.ndim < 2 or name in ("cls_token", "pos_embed")
         (no_decay if plain else decay).append(param)
@@ -144,11 +145,12 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
     num_classes = len(data.labels)
     plan = plan_batches(len(data.train), config, world)
     optimizer = make_optimizer(model, config)
-    net: nn.Module = model
+    ddp = None
     if world.distributed:
-        net = DistributedDataParallel(
+        ddp = DistributedDataParallel(
             model, device_ids=[world.device.index] if world.device.type == "cuda" else None
         )
+    net: nn.Module = ddp if ddp is not None else model
     autocast = config.amp and world.device.type == "cuda"
 
     spec = preprocess_config_for(model.config.image_size)
@@ -241,9 +243,9 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
                     inputs, soft = mixup(
                         images, targets, num_classes, config.mixup_alpha, step_seed + micro
                     )
-                sync = micro == config.accum_steps - 1 or not world.distributed
+                accumulating = ddp is not None and micro < config.accum_steps - 1
                 with (
-                    contextlib.nullcontext() if sync else net.no_sync(),
+                    ddp.no_sync() if accumulating else contextlib.nullcontext(),  # type: ignore[union-attr]
                     torch.autocast(world.device.type, torch.bfloat16, enabled=autocast),
                 ):
                     logits = net(inputs).float()

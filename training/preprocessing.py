@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from app.model_config import PreprocessConfig
+from app.model_config import Interpolation, PreprocessConfig
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
-INTERPOLATION = "bicubic"
+INTERPOLATION: Interpolation = "bicubic"
 
 
 def preprocess_config_for(image_size: int, crop_fraction: float = 1.0) -> PreprocessConfig:

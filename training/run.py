@@ -33,7 +33,7 @@ def _add_field_options(
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in _HIDDEN:
+        if f.name in _HIDDEN or (f.name == "init" and defaults.stage == "pretrain"):
             continue
         kind = hints[f.name]
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": f.name}

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from deploy_tools import (
     COMPOSE_FILE,
     CPU_FILE,

@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import tempfile
 import time
 import urllib.error
@@ -123,7 +122,7 @@ def docker_env(compose: Compose) -> Iterator[dict[str, str]]:
     """Environment for docker and docker compose, pointing at a running engine."""
     if shutil.which("docker") is None:
         pytest.fail("the docker CLI is missing: apt-get install docker.io", pytrace=False)
-    env = {**compose.env, "DOCKER_BUILDKIT": "0"}
+    env = dict(compose.env)
     if host := os.environ.get("VITSERVE_TEST_DOCKER_HOST"):
         env["DOCKER_HOST"] = host
         run(["docker", "version"], env=env, timeout=30)
@@ -161,9 +160,13 @@ def docker_env(compose: Compose) -> Iterator[dict[str, str]]:
         with timed("start dockerd"):
             wait_for(
                 "dockerd to answer",
-                lambda: daemon.poll() is None
-                and subprocess.run(["docker", "version"], env=env, capture_output=True).returncode
-                == 0,
+                lambda: (
+                    daemon.poll() is None
+                    and subprocess.run(
+                        ["docker", "version"], env=env, capture_output=True
+                    ).returncode
+                    == 0
+                ),
                 timeout=90,
             )
         yield env
@@ -270,9 +273,7 @@ class Stack:
         self.files = (COMPOSE_FILE, CPU_FILE, HOST_NETWORK_FILE, override)
 
     def __call__(self, *args: str, timeout: float = 900, check: bool = True):
-        return self.compose.run(
-            *args, files=self.files, env=self.env, timeout=timeout, check=check
-        )
+        return self.compose.run(*args, files=self.files, env=self.env, timeout=timeout, check=check)
 
     def logs(self) -> str:
         done = self("logs", "--no-color", "--tail", "200", check=False, timeout=60)
@@ -297,6 +298,8 @@ def stack(
             [
                 "docker",
                 "import",
+                "--change",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "--change",
                 "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
                 "--change",
@@ -342,9 +345,8 @@ def test_api_runs_as_a_non_root_user_without_torch(stack) -> None:
     compose_stack, _, _ = stack
     uid = compose_stack("exec", "-T", "api", "id", "-u").stdout.strip()
     assert uid == "10001"
-    has_torch = compose_stack(
-        "exec", "-T", "api", "python", "-c", "import importlib.util as u; print(u.find_spec('torch'))"
-    )
+    find_torch = "import importlib.util as u; print(u.find_spec('torch'))"
+    has_torch = compose_stack("exec", "-T", "api", "python", "-c", find_torch)
     assert has_torch.stdout.strip() == "None"
 
 

@@ -177,6 +177,12 @@ def test_cli_labels_file(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert (config.name, config.version) == ("digits", "3")
 
 
+def test_cli_unreadable_checkpoint_fails(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    assert export.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert not out.exists()
+
+
 def test_cli_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training.export", "--help"],

@@ -15,7 +15,7 @@ from model.vit import VisionTransformer
 from training.config import ModelSpec, TrainConfig, resolve
 from training.distributed import World
 from training.loop import make_optimizer, plan_batches, train
-from training.model_init import for_finetuning, load_pretrained
+from training.model_init import load_pretrained, with_fresh_head
 
 SMALL = {"arch": "vit_tiny_patch4_32", "depth": 1, "embed_dim": 48}
 
@@ -58,15 +58,35 @@ def test_finetune_init_resamples_and_zeroes_the_head(tmp_path: Path) -> None:
     base = VisionTransformer(config_from_name("vit_tiny_patch4_32", depth=1, num_classes=5))
     torch.nn.init.normal_(base.head.weight)
     save_checkpoint(tmp_path / "base.pt", base)
-    loaded = load_pretrained(tmp_path / "base.pt")
-    model = for_finetuning(loaded, ModelSpec(image_size=48), ["a", "b", "c"])
+    loaded = load_pretrained(tmp_path / "base.pt", ModelSpec(image_size=48, drop_path_rate=0.1))
+    model = with_fresh_head(loaded, ["a", "b", "c"])
     assert model.config.image_size == 48 and model.pos_embed.shape == (1, 1 + 12 * 12, 192)
-    assert model.config.labels == ["a", "b", "c"]
+    assert model.config.drop_path_rate == 0.1 and model.config.labels == ["a", "b", "c"]
     assert torch.count_nonzero(model.head.weight) == 0 and model.head.weight.shape[0] == 3
     assert torch.equal(model.blocks[0].attn.qkv.weight, base.blocks[0].attn.qkv.weight)
     assert torch.equal(model.pos_embed[:, 0], base.pos_embed[:, 0])  # class slot kept
-    with pytest.raises(ValueError, match="keeps the checkpoint's depth"):
-        for_finetuning(loaded, ModelSpec(depth=2), ["a"])
+    same_classes = with_fresh_head(load_pretrained(tmp_path / "base.pt"), list("abcde"))
+    assert torch.count_nonzero(same_classes.head.weight) == 0
+
+
+def test_worker_processes_change_nothing(tmp_path: Path) -> None:
+    """Augmentation is seeded per image, so loading in worker processes gives the same run."""
+    results = []
+    for workers in (0, 2):
+        out = tmp_path / f"workers{workers}"
+        options = {
+            "data": "digits",
+            "model": SMALL,
+            "epochs": 1,
+            "batch_size": 256,
+            "out": str(out),
+            "progress": False,
+            "workers": workers,
+        }
+        train(resolve("pretrain", cli=options))
+        results.append(json.loads((out / "metrics.jsonl").read_text()))
+    for key in ("train_loss", "train_acc1", "val_loss", "val_acc1"):
+        assert results[0][key] == results[1][key], key
 
 
 def test_a_short_run_writes_the_run_directory(tmp_path: Path) -> None:

@@ -10,6 +10,6 @@ def test_warmup_then_cosine() -> None:
     assert rates[:4] == [0.25, 0.5, 0.75, 1.0]
     assert rates[4] == pytest.approx(1.0)
     assert rates[9] == pytest.approx(0.55)  # half-way down the cosine
-    assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
+    assert all(a >= b for a, b in zip(rates[4:], rates[5:], strict=False))
     assert rates[14] == rates[15] == 0.1
     assert lr_at(0, 1.0, 0.0, warmup_steps=0, total_steps=10) == 1.0

@@ -50,7 +50,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def __init__(
         self, size: int, per_rank: int, epoch: int, seed: int, rank: int, world: int, start: int
     ) -> None:
-        shard = DistributedSampler(
+        shard: DistributedSampler[int] = DistributedSampler(
             cast(Dataset[int], range(size)), num_replicas=world, rank=rank, shuffle=True, seed=seed
         )
         shard.set_epoch(epoch)

@@ -9,7 +9,7 @@ import numpy as np
 from training.data.base import ArrayImages, Augmentation, SplitData, split_indices
 
 # Digits are not mirror-symmetric, and small crops lose strokes: no flips, mild crops.
-DIGIT_AUGMENTATION = Augmentation(hflip=False, crop_scale=0.6)
+DIGIT_AUGMENTATION = Augmentation(hflip=False, crop_scale=0.75)
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
