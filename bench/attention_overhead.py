@@ -9,10 +9,12 @@
   naive    logits + attention, the full-matrix rollout `model.rollout.attention_rollout`
 
 run with onnxruntime on the CPU (ORT_ENABLE_ALL, the same threads, spinning off) in
-interleaved rounds; reports each graph's median latency and its overhead over `logits`, both as
-a ratio of medians and as the median of per-round ratios (steadier when the machine is shared).
+interleaved rounds; reports each graph's median wall-clock and CPU time per run and its overhead
+over the logits-only baselines, both as a ratio of medians and as the median of per-round
+ratios (steadier when the machine is shared). `--profile N` adds the share of onnxruntime's
+kernel time spent in the rollout's own nodes.
 
-    python bench/attention_overhead.py --batch 8 --rounds 40
+    python bench/attention_overhead.py --batch 8 --rounds 60 --profile 10
 """
 
 from __future__ import annotations

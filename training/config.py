@@ -134,10 +134,6 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def coerce(annotation: Any, value: Any) -> Any:
     """Check (and widen int -> float) a value against a field's annotation."""
     origin = typing.get_origin(annotation)
@@ -165,7 +161,7 @@ def merge(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     model_values = values.pop("model", None) or {}
     updates: dict[str, Any] = {}
     for cls, given, into in ((TrainConfig, values, updates), (ModelSpec, model_values, None)):
-        hints = _field_types(cls)
+        hints = typing.get_type_hints(cls)
         target: dict[str, Any] = into if into is not None else {}
         for key, value in given.items():
             if key not in hints or key == "model":
@@ -195,4 +191,4 @@ def resolve(
     for values in (preset, load_toml(file) if file else None, cli):
         if values:
             config = merge(config, values)
-    return config
+    return dataclasses.replace(config, stage=stage)  # the subcommand decides, not a file

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import io
 import logging
 import os
 import pickle
@@ -94,14 +93,14 @@ def ort_session(
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """The exporter reports progress on stdout, its optimiser logs every rewrite at INFO, and
-    both warn about internals: silence all three while it runs."""
+    """The exporter's optimiser logs every rewrite at INFO and both warn about internals:
+    silence them while it runs (its progress report on stdout is off with verbose=False)."""
     loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [logger.level for logger in loggers]
     try:
         for logger in loggers:
             logger.setLevel(logging.WARNING)
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:

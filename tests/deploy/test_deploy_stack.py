@@ -200,6 +200,7 @@ def base_rootfs_tar() -> Path:
         pytest.fail("debootstrap is missing: apt-get install debootstrap", pytrace=False)
     CACHE.mkdir(parents=True, exist_ok=True)
     rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=CACHE))
+    rootfs.chmod(0o755)  # it becomes the image's /: mkdtemp's 0700 would lock out non-root
     try:
         run(
             [

@@ -33,6 +33,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
     file.write_text(config.to_toml())
     assert tomllib.loads(file.read_text())["model"]["depth"] == 4
     assert resolve("pretrain", file=file) == config
+    assert resolve("finetune", file=file).stage == "finetune"
 
 
 def test_bad_options_name_the_key() -> None:

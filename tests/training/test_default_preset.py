@@ -1,0 +1,29 @@
+"""The model the service bundles: `pipeline --preset default` (minutes; run with -m slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from training.pipeline import export_available
+
+MAX_ONNX_BYTES = 10 * 1024 * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_default_preset(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    out = tmp_path / "default"
+    done = run_cli("pipeline", "--preset", "default", "--out", str(out), timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "eval.json").read_text())
+    assert report["data"] == "mnist" and report["num_images"] == 1000
+    assert report["top1"] >= 0.9, report["top1"]
+    if export_available():
+        assert (out / "model" / "model.onnx").stat().st_size <= MAX_ONNX_BYTES
