@@ -5,6 +5,11 @@ holds `max_batch_size` images or `max_wait_s` after its first image was queued, 
 first; items whose caller has gone (future cancelled) are dropped before they cost compute; the
 batch runs off the event loop; every future is resolved, with its row of the outputs or with an
 exception. Admission is bounded: `reserve` refuses at once when the queue is full.
+
+Up to `workers` batches compute at once, each on a thread of the executor. A batch is formed
+when a worker is free, so while every worker is busy the queue fills, and the next batch starts
+the moment one finishes (its first image has waited `max_wait_s` already). A finished batch
+frees its worker before it answers its callers: the next batch computes while they are written.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Batcher:
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int,
+        workers: int = 1,
         metrics: Metrics | None = None,
     ) -> None:
         self._predict = predict
@@ -64,11 +70,14 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.workers = workers
         self._metrics = metrics
         self._queue: deque[_Item] = deque()
         self._reserved = 0  # admitted images not yet taken into a batch
         self._queued = 0  # of those, the ones in the queue whose caller still waits
         self._wakeup = asyncio.Event()
+        self._free_workers = asyncio.Semaphore(workers)
+        self._running: set[asyncio.Task[None]] = set()  # batches computing or answering
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -131,19 +140,33 @@ class Batcher:
             self._metrics.queue_depth.set(value)
 
     async def _run_forever(self) -> None:
-        while True:
-            while self._queue and self._queue[0].counted_out:  # callers gone: forget them
-                self._queue.popleft()
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            await self._fill(deadline=self._queue[0].enqueued + self.max_wait_s)
-            batch = self._take()
-            if batch:
-                await self._run_batch(batch)
+        try:
+            while True:
+                self._forget_gone()
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                await self._free_workers.acquire()
+                self._forget_gone()  # callers may have gone while every worker was busy
+                if self._queue:
+                    await self._fill(deadline=self._queue[0].enqueued + self.max_wait_s)
+                batch = self._take()
+                if not batch:
+                    self._free_workers.release()
+                    continue
+                task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        finally:  # every taken batch is answered before the loop ends
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _forget_gone(self) -> None:
+        while self._queue and self._queue[0].counted_out:
+            self._queue.popleft()
 
     async def _fill(self, deadline: float) -> None:
         """Wait until the batch is full, its deadline has passed, or the batcher closes."""
@@ -169,6 +192,27 @@ class Batcher:
         return batch
 
     async def _run_batch(self, batch: list[_Item]) -> None:
+        """Compute on the worker taken for it, free the worker, then answer every caller."""
+        try:
+            answers = await self._compute_each(batch)
+        except BaseException as exc:  # cancelled: still resolve every future
+            self._free_workers.release()
+            _fail(batch, exc)
+            raise
+        self._free_workers.release()
+        try:
+            await asyncio.sleep(0)  # the next batch is handed to the worker before we answer
+        finally:
+            for item, answer in zip(batch, answers, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(answer, Result):
+                    item.future.set_result(answer)
+                else:
+                    item.future.set_exception(answer)
+
+    async def _compute_each(self, batch: list[_Item]) -> list[Result | Exception]:
+        """Each item's rows of the outputs, or the exception its own run raised."""
         started = time.perf_counter()
         if self._metrics is not None:
             self._metrics.batch_size.observe(len(batch))
@@ -176,25 +220,28 @@ class Batcher:
                 self._metrics.queue_wait.observe(started - item.enqueued)
         try:
             outputs = await self._compute(np.stack([item.tensor for item in batch]))
-            inference_s = time.perf_counter() - started
-            for row, item in enumerate(batch):
-                if not item.future.done():
-                    rows = tuple(output[row] for output in outputs)
-                    queue_s = started - item.enqueued
-                    item.future.set_result(Result(rows, queue_s, inference_s, len(batch)))
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch, exc)
-            else:  # one bad image must not fail its batch-mates: run each on its own
-                log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
-                for item in batch:
-                    await self._run_batch([item])
-        except BaseException as exc:  # cancelled: still resolve every future
-            _fail(batch, exc)
-            raise
+                return [exc]
+            # One bad image must not fail its batch-mates: run each on its own.
+            log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
+            answers: list[Result | Exception] = []
+            for item in batch:
+                answers += [exc] if item.future.done() else await self._compute_each([item])
+            return answers
         finally:
             if self._metrics is not None:
                 self._metrics.inference_duration.observe(time.perf_counter() - started)
+        inference_s = time.perf_counter() - started
+        return [
+            Result(
+                tuple(output[row] for output in outputs),
+                started - item.enqueued,
+                inference_s,
+                len(batch),
+            )
+            for row, item in enumerate(batch)
+        ]
 
     async def _compute(self, batch: np.ndarray) -> Outputs:
         loop = asyncio.get_running_loop()

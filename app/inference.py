@@ -57,13 +57,16 @@ class Classifier:
         self._preprocess_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="preprocess"
         )
-        self._inference_pool = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
+        self._inference_pool = ThreadPoolExecutor(
+            settings.inference_workers, thread_name_prefix="onnxruntime"
+        )
         self.batcher = Batcher(
             model.run,
             self._inference_pool,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000,
             max_queue=settings.max_queue,
+            workers=settings.inference_workers,
             metrics=metrics,
         )
 

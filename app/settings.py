@@ -36,7 +36,10 @@ class Settings(BaseSettings):
         default="auto", description="auto: CUDA then CPU; cuda/tensorrt: required"
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="onnxruntime intra-op threads; 0: one per available core"
+        default=0, ge=0, description="onnxruntime intra-op threads per run; 0: cores / workers"
+    )
+    inference_workers: int = Field(
+        default=1, ge=1, description="session runs (batches) computing at once, one thread each"
     )
     allow_spinning: bool = Field(
         default=False, description="let onnxruntime threads spin between runs"
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
 
     @property
     def onnx_threads(self) -> int:
-        return self.intra_op_threads or available_cores()
+        return self.intra_op_threads or max(1, available_cores() // self.inference_workers)
 
     @property
     def decode_threads(self) -> int:

@@ -1,0 +1,1 @@
+"""Experiments built on `training/`: each module is one documented command (see docs/)."""
