@@ -45,10 +45,14 @@ def resize_and_crop(image: Image.Image, spec: PreprocessConfig) -> Image.Image:
 
 def normalise(image: Image.Image, spec: PreprocessConfig) -> np.ndarray:
     """RGB image -> float32 (3, H, W): scaled to [0, 1], minus mean, over std."""
-    pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+    pixels = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)  # (3, H, W), a view
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    out = np.empty(pixels.shape, dtype=np.float32)  # transposed as bytes, computed in place
+    np.divide(pixels, np.float32(255.0), out=out)
+    out -= mean
+    out /= std
+    return out
 
 
 def preprocess(image: Image.Image, spec: PreprocessConfig) -> np.ndarray:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from app.errors import InvalidParameter, PayloadTooLarge, UnsupportedMediaType
+from app.errors import ClientGone, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 
 FIELD = "file"
 RAW_TYPES = ("application/octet-stream",)
@@ -34,12 +34,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     client, still sending, gets the answer rather than a reset connection)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= max_bytes:
-            chunks.append(chunk)
-        else:
-            chunks.clear()
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= max_bytes:
+                chunks.append(chunk)
+            else:
+                chunks.clear()
+    except ClientDisconnect as exc:  # left mid-upload: a 499 like any client gone, not a 500
+        raise ClientGone("the client disconnected while sending its body") from exc
     if size > max_bytes:
         raise PayloadTooLarge(f"the body is {size} bytes (limit {max_bytes})")
     return b"".join(chunks)

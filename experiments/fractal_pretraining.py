@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shlex
@@ -25,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +90,7 @@ class Settings:
     attention_shots: int | None = None  # None: the largest shot count
     keep_checkpoints: bool = False
     threads: int = 1
+    jobs: int = 1  # fine-tuning pairs (shots, seed) run side by side in worker processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         "images, so every shot count gets the same number of steps",
     )
     group.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
-    group.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
+    group.add_argument(
+        "--optimizer", choices=("adamw", "sgd"), default=d.optimizer, help="AdamW or SGD"
+    )
     group.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     group.add_argument("--weight-decay", type=float, default=d.weight_decay, help="weight decay")
     group.add_argument(
@@ -161,7 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep every run's last.pt/best.pt (default: only those attention.png needs)",
     )
-    group.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    group.add_argument(
+        "--threads", type=int, default=d.threads, help="torch CPU threads per process"
+    )
+    group.add_argument(
+        "--jobs",
+        type=int,
+        default=d.jobs,
+        help="fine-tuning processes side by side (each runs both initialisations of one "
+        "shot count and seed); results do not depend on it",
+    )
     return parser
 
 
@@ -502,6 +516,55 @@ def plot_attention(
 # --- The experiment ---------------------------------------------------------------------------
 
 
+def run_pair(
+    settings: Settings, digits: Digits, checkpoint: Path, shots: int, seed: int
+) -> list[dict[str, Any]]:
+    """Both initialisations on the same shots and seed, one after the other: two result
+    records. Weights are deleted afterwards, except those `attention.png` shows."""
+    torch.set_num_threads(settings.threads)  # a worker process starts with the default
+    distinct = shots * len(digits.labels)
+    repeats = max(1, -(-settings.epoch_images // distinct))
+    chosen = draw_shots(digits, shots, seed)
+    folder = write_shot_folder(
+        settings.out / "data" / f"shots{shots}_seed{seed}", digits, chosen, repeats
+    )
+    runs: list[dict[str, Any]] = []
+    for init in INITS:
+        out = settings.out / "runs" / f"shots{shots}_seed{seed}_{init}"
+        config = finetune_config(settings, init, checkpoint, folder, seed, out)
+        began = time.perf_counter()
+        train(config)
+        top1 = score(out / "last.pt", digits.test_set(), len(digits.labels))
+        seconds = time.perf_counter() - began
+        steps = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+        runs.append(
+            {
+                "shots": shots,
+                "init": init,
+                "seed": seed,
+                "top1": top1,
+                "seconds": seconds,
+                "steps": steps,
+                "train_images": distinct,
+                "repeats": repeats,
+                "run": str(out),
+            }
+        )
+        log.info(
+            "%d shots, seed %d, %s: test top-1 %.3f (%d steps, %.0f s)",
+            shots, seed, init, top1, steps, seconds,
+        )  # fmt: skip
+    finals = [Path(r["run"]) / "last.pt" for r in runs]
+    if not same_architecture(*finals):
+        raise RuntimeError(f"{finals} differ in architecture; the comparison is unfair")
+    attention_shots = settings.attention_shots or max(settings.shots)
+    if not settings.keep_checkpoints and not (shots == attention_shots and seed == 0):
+        for final in finals:
+            for name in ("last.pt", "best.pt"):
+                (final.parent / name).unlink(missing_ok=True)
+    return runs
+
+
 def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
     """Pre-train once, fine-tune both ways for every shot count and seed, write the results."""
     started, load_at_start = time.perf_counter(), os.getloadavg()[0]
@@ -511,51 +574,22 @@ def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
     test = digits.test_set()
     checkpoint, pretrain_summary = pretrain(settings)
     attention_shots = settings.attention_shots or max(settings.shots)
-    runs: list[dict[str, Any]] = []
-    keep: dict[Init, Path] = {}
-    for shots in settings.shots:
-        distinct = shots * len(digits.labels)
-        repeats = max(1, -(-settings.epoch_images // distinct))
-        for seed in range(settings.seeds):
-            chosen = draw_shots(digits, shots, seed)
-            folder = write_shot_folder(
-                settings.out / "data" / f"shots{shots}_seed{seed}", digits, chosen, repeats
-            )
-            finals: dict[Init, Path] = {}
-            for init in INITS:
-                out = settings.out / "runs" / f"shots{shots}_seed{seed}_{init}"
-                config = finetune_config(settings, init, checkpoint, folder, seed, out)
-                began = time.perf_counter()
-                train(config)
-                top1 = score(out / "last.pt", test, len(digits.labels))
-                seconds = time.perf_counter() - began
-                steps = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
-                runs.append(
-                    {
-                        "shots": shots,
-                        "init": init,
-                        "seed": seed,
-                        "top1": top1,
-                        "seconds": seconds,
-                        "steps": steps,
-                        "train_images": distinct,
-                        "repeats": repeats,
-                        "run": str(out),
-                    }
-                )
-                finals[init] = out / "last.pt"
-                log.info(
-                    "%d shots, seed %d, %s: test top-1 %.3f (%d steps, %.0f s)",
-                    shots, seed, init, top1, steps, seconds,
-                )  # fmt: skip
-            if not same_architecture(finals["fractal"], finals["scratch"]):
-                raise RuntimeError(f"{finals} differ in architecture; the comparison is unfair")
-            if shots == attention_shots and seed == 0:
-                keep = finals
-            elif not settings.keep_checkpoints:
-                for final in finals.values():
-                    for name in ("last.pt", "best.pt"):
-                        (final.parent / name).unlink(missing_ok=True)
+    pairs = [(shots, seed) for shots in settings.shots for seed in range(settings.seeds)]
+    args = [(settings, digits, checkpoint, shots, seed) for shots, seed in pairs]
+    if settings.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            settings.jobs, mp_context=context, initializer=configure_logging
+        ) as pool:
+            pair_runs = list(pool.map(run_pair, *zip(*args, strict=True)))
+    else:
+        pair_runs = [run_pair(*a) for a in args]
+    runs = [run for pair in pair_runs for run in pair]
+    keep = {
+        r["init"]: Path(r["run"]) / "last.pt"
+        for r in runs
+        if r["shots"] == attention_shots and r["seed"] == 0
+    }
     models = {init: load_run_model(path) for init, path in keep.items()}
     plot_attention(
         models,
@@ -589,13 +623,18 @@ def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
     return results
 
 
+def configure_logging() -> None:
+    """INFO lines with time and process, here and in worker processes."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     settings = settings_from_args(build_parser().parse_args(argv))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    configure_logging()
     command = shlex.join(["python", "-m", "experiments.fractal_pretraining", *argv])
     run_experiment(settings, command)
     return 0

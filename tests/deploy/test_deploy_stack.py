@@ -1,13 +1,13 @@
 """The real stack, CPU variant: build the images, `docker compose up`, classify an image, and see
-Prometheus scrape the API. Slow (about 10 minutes): run it with
+Prometheus scrape the API. Slow (2 minutes here; 4 on a new machine, with debootstrap): run with
 
     .venv/bin/python -m pytest -m slow tests/deploy/test_deploy_stack.py
 
 No registry is reachable here, so the base image is Debian bookworm made with debootstrap and
 `docker import`, and Prometheus is docker/Dockerfile.prometheus (Debian's package) on that base.
 Unless VITSERVE_TEST_DOCKER_HOST names an engine to use, the test starts its own dockerd (as
-root) with its data under /tmp, without iptables or a bridge, and removes it all afterwards;
-so the stack runs with docker/compose.host-network.yml, on free loopback ports.
+root) with its data under /tmp, without iptables or a bridge, and removes it afterwards (a
+detached `rm`); so the stack runs with docker/compose.host-network.yml, on free loopback ports.
 """
 
 from __future__ import annotations
