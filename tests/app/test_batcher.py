@@ -147,3 +147,28 @@ def test_stop_answers_every_queued_image() -> None:
             batcher.reserve(1)
 
     asyncio.run(scenario())
+
+
+def test_workers_compute_batches_at_once() -> None:
+    async def scenario() -> None:
+        predict = FakePredictor()
+        predict.release.clear()  # hold every run in the predictor
+        batcher = Batcher(
+            predict,
+            ThreadPoolExecutor(2),
+            max_batch_size=2,
+            max_wait_s=0.0,
+            max_queue=6,
+            workers=2,
+        )
+        batcher.start()
+        futures = [submit(batcher, i) for i in range(6)]
+        await asyncio.sleep(0.1)
+        assert batcher.depth == 2  # two batches taken by the two workers, one still queued
+        predict.release.set()
+        results = await asyncio.wait_for(asyncio.gather(*futures), 2)
+        assert predict.batches == [2, 2, 2]
+        assert [r.outputs[0].tolist() for r in results] == [[2 * i, 2 * i] for i in range(6)]
+        await batcher.stop()
+
+    asyncio.run(scenario())
