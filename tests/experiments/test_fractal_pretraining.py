@@ -21,6 +21,7 @@ from training.data.base import split_indices
 TINY_RUN = [
     "--seeds", "1", "--shots", "2", "3", "--classes", "2", "--test-fraction", "0.02",
     "--epochs", "1", "--epoch-images", "8", "--batch-size", "4", "--attention-images", "3",
+    "--jobs", "1",
 ]  # fmt: skip
 
 
