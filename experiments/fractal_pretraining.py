@@ -38,13 +38,14 @@ from PIL import Image
 from model.checkpoint import model_from_native
 from model.rollout import attention_rollout
 from model.vit import VisionTransformer
-from training.config import TrainConfig, resolve
+from training.config import ModelSpec, TrainConfig, resolve
 from training.data.base import ArrayImages, split_indices
 from training.data.loader import EvalImages, eval_loader
 from training.data.packaged import DIGIT_AUGMENTATION, PACKAGED
 from training.distributed import World
 from training.evaluate import evaluate_model
 from training.loop import train
+from training.model_init import load_pretrained
 from training.preprocessing import preprocess_config_for
 
 log = logging.getLogger("experiments.fractal_pretraining")
@@ -337,10 +338,10 @@ def finetune_config(
 
 
 def architecture_of(checkpoint: Path) -> dict[str, Any]:
-    """The model options that rebuild the checkpoint's architecture with random weights."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    config = state["model_config"]
-    fields = ("image_size", "depth", "embed_dim", "num_heads", "mlp_ratio", "global_pool")
+    """The model options that rebuild the checkpoint's architecture with random weights (any
+    format `finetune --init` reads; dropout and drop-path as the fine-tuned model gets them)."""
+    config = load_pretrained(checkpoint).config.to_dict()
+    fields = [f.name for f in dataclasses.fields(ModelSpec) if f.name != "arch"]
     return {"arch": config["name"], **{k: config[k] for k in fields}}
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 Stage = Literal["pretrain", "finetune"]
 DEFAULT_ARCH = "vit_tiny_patch4_32"
