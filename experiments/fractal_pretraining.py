@@ -79,7 +79,7 @@ class Settings:
     pretrain_lr: float = 1e-3
     cache_dir: Path | None = Path(".cache/fractaldb")
     # Fine-tuning, identical for both initialisations.
-    epochs: int = 10
+    epochs: int = 20
     epoch_images: int = 500  # each epoch repeats the shots to at least this many images
     batch_size: int = 16
     optimizer: Literal["adamw", "sgd"] = "adamw"
