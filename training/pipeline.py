@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -10,21 +9,18 @@ from typing import Any
 
 from training.config import resolve
 from training.evaluate import evaluate_checkpoint
+from training.export import export_checkpoint
 from training.loop import train
 from training.presets import get_preset
 
 log = logging.getLogger(__name__)
 
 
-def export_available() -> bool:
-    return importlib.util.find_spec("training.export") is not None
-
-
 def run_pipeline(
     preset: str, out: str | Path, resume: bool = False, options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run a preset into `out`: `pretrain/`, `finetune/` (run directories), `eval.json`, and
-    `model/` (the exported model directory, once training/export.py exists). `options` (e.g.
+    `model/` (the exported model directory). `options` (e.g.
     workers, progress) apply to both training stages. Returns the evaluation report."""
     out = Path(out)
     settings = get_preset(preset)
@@ -39,16 +35,16 @@ def run_pipeline(
     train(finetune)
     best = out / "finetune" / "best.pt"
     report = evaluate_checkpoint(best, out=out / "eval.json")
-    if export_available():
-        from training.export import export_checkpoint
-
-        export_checkpoint(
-            best,
-            out / "model",
-            labels=report["labels"],
-            metrics={"top1": report["top1"], "top5": report["top5"], "dataset": report["data"]},
-        )
-    else:
-        log.warning("training/export.py is not there yet: no model/ directory")
+    export_checkpoint(
+        best,
+        out / "model",
+        labels=report["labels"],
+        name=settings.model_name,
+        metrics={
+            "top1": report["top1"],
+            "top5": report["top5"],
+            "dataset": f"{report['data']}, held-out split of {report['num_images']} images",
+        },
+    )
     log.info("pipeline %s done: %s", preset, json.dumps({"top1": report["top1"]}))
     return report

@@ -13,6 +13,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Preset:
     description: str
+    model_name: str  # the exported model's name in config.json and the service's answers
     pretrain: dict[str, Any] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)
 
@@ -21,6 +22,7 @@ PRESETS: dict[str, Preset] = {
     # The whole pipeline in well under 2 minutes on 2 CPU cores; the tests run it.
     "smoke": Preset(
         description="a 2-block narrow ViT, a few seconds per stage: proves the plumbing",
+        model_name="vit-smoke-digits",
         pretrain={
             "data": "fractal",
             "fractal_classes": 10,
@@ -46,6 +48,7 @@ PRESETS: dict[str, Preset] = {
     # (small batches, many epochs) more than large batches.
     "default": Preset(
         description="ViT-Ti/4 depth 4 at 28x28: FractalDB pre-training, MNIST fine-tuning",
+        model_name="vit-tiny-mnist",
         pretrain={
             "data": "fractal",
             "fractal_classes": 50,

@@ -6,12 +6,9 @@ import re
 
 import pytest
 
-from training.pipeline import export_available
 from training.run import build_parser
 
-COMMANDS = ["pretrain", "finetune", "evaluate", "pipeline"]
-if export_available():
-    COMMANDS.append("export")
+COMMANDS = ["pretrain", "finetune", "evaluate", "pipeline", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

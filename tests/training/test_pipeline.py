@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from model.checkpoint import is_native, model_from_native
-from training.pipeline import export_available
 
 
 def test_smoke_pipeline(
@@ -43,15 +42,15 @@ def test_smoke_pipeline(
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["top1"] == report["top1"]
 
-    if export_available():
-        from app.model_config import read_model_config
-        from training.preprocessing import preprocess_config_for
+    from app.model_config import read_model_config
+    from training.preprocessing import preprocess_config_for
 
-        exported = read_model_config(out / "model")
-        assert exported.labels == model.config.labels
-        assert exported.preprocess == preprocess_config_for(32)
-        assert exported.metrics.top1 == report["top1"]
-        assert (out / "model" / "model.onnx").stat().st_size > 0
+    exported = read_model_config(out / "model")
+    assert exported.labels == model.config.labels
+    assert exported.preprocess == preprocess_config_for(32)
+    assert exported.metrics.top1 == report["top1"]
+    assert exported.name == "vit-smoke-digits"
+    assert (out / "model" / "model.onnx").stat().st_size > 0
 
 
 def test_evaluate_command(
