@@ -62,7 +62,7 @@ PRESETS: dict[str, Preset] = {
         finetune={
             "data": "mnist",
             "optimizer": "adamw",
-            "epochs": 40,
+            "epochs": 80,
             "batch_size": 32,
             "lr": 1e-3,
             "weight_decay": 0.05,
