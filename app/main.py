@@ -1,5 +1,6 @@
-"""Assembles the service: settings, metrics, error handlers, routes, and the lifespan that loads
-the model, warms it up and reports ready, then drains the queue on shutdown.
+"""Assembles the service: settings, metrics, error handlers, routes, and the lifespan that opens
+the model repository (a model that cannot be served stops start-up), warms it up in the
+background, serves gRPC beside HTTP, and drains every model on shutdown.
 
 `uvicorn app.main:app` serves it; so does `python -m app`.
 """
@@ -15,9 +16,8 @@ from fastapi import FastAPI
 
 from app.api.router import api_router
 from app.errors import install_error_handlers
-from app.inference import Classifier
 from app.metrics import Metrics, MetricsMiddleware
-from app.session import load_model
+from app.repository import ModelRepository
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("app")
@@ -25,18 +25,18 @@ log = logging.getLogger("app")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model (a failure stops start-up), warm up in the background, drain at exit."""
+    """Open the repository (a failure stops start-up), warm up in the background, drain at
+    exit."""
     settings: Settings = app.state.settings
-    metrics: Metrics = app.state.metrics
+    repository = ModelRepository(settings, app.state.metrics)
     try:
-        model = await asyncio.to_thread(load_model, settings.model_dir, settings)
+        await repository.open()
     except Exception as exc:
-        log.error("cannot serve %s: %s", settings.model_dir, exc)
+        log.error("cannot serve %s: %s", settings.model_repository or settings.model_dir, exc)
+        await repository.close()
         raise
-    metrics.set_model(model.config.name, model.config.version, model.providers)
-    classifier = Classifier(model, settings, metrics)
-    app.state.classifier = classifier
-    warm_up = asyncio.create_task(classifier.start(), name="warm-up")
+    app.state.repository = repository
+    warm_up = asyncio.create_task(repository.warm_up(), name="warm-up")
     warm_up.add_done_callback(_report_warm_up)
     try:
         yield
@@ -44,8 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not warm_up.done():
             warm_up.cancel()
             await asyncio.gather(warm_up, return_exceptions=True)
-        await classifier.stop()
-        app.state.classifier = None
+        await repository.close()
         log.info("stopped: every accepted request was answered")
 
 
@@ -64,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()
-    app.state.classifier = None
+    app.state.repository = None
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.model_config import MODEL_FILE, ModelConfig, read_model_config
+from app.model_config import MODEL_FILE, OUTPUT_NAMES, PIXEL_VALUES, ModelConfig, read_model_config
 from app.settings import Providers, Settings
 
 log = logging.getLogger(__name__)
 
-INPUT = "pixel_values"
-OUTPUTS = ("logits", "attention")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -45,10 +43,11 @@ def requested_providers(setting: Providers, available: list[str]) -> tuple[list[
     return [p for p in wanted if p in available], required
 
 
-def session_options(settings: Settings) -> ort.SessionOptions:
-    """Thread counts and spinning as the settings say; one run at a time."""
+def session_options(settings: Settings, intra_op_threads: int | None = None) -> ort.SessionOptions:
+    """Thread counts (`intra_op_threads`, or the settings' whole budget) and spinning as the
+    settings say; one run at a time."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.onnx_threads
+    options.intra_op_num_threads = intra_op_threads or settings.onnx_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -64,6 +63,7 @@ class OnnxModel:
 
     config: ModelConfig
     session: ort.InferenceSession
+    intra_op_threads: int
 
     @property
     def providers(self) -> list[str]:
@@ -76,7 +76,7 @@ class OnnxModel:
 
     def run(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 -> logits (B, C) and attention rollout (B, gh, gw)."""
-        logits, attention = self.session.run(list(OUTPUTS), {INPUT: pixel_values})
+        logits, attention = self.session.run(list(OUTPUT_NAMES), {PIXEL_VALUES: pixel_values})
         return np.asarray(logits), np.asarray(attention)
 
     def warm_up(self, batch_size: int) -> None:
@@ -87,12 +87,18 @@ class OnnxModel:
         assert attention.shape == (batch_size, *self.config.grid), attention.shape
 
 
-def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
-    """Read config.json, open model.onnx on the providers the settings allow, check them."""
+def load_model(
+    model_dir: Path, settings: Settings, intra_op_threads: int | None = None
+) -> OnnxModel:
+    """Read config.json, open model.onnx on the providers the settings allow, check them.
+    `intra_op_threads`: this session's share of the settings' thread budget (default: all)."""
     config = read_model_config(model_dir)
     wanted, required = requested_providers(settings.providers, ort.get_available_providers())
+    threads = intra_op_threads or settings.onnx_threads
     session = ort.InferenceSession(
-        str(model_dir / MODEL_FILE), sess_options=session_options(settings), providers=wanted
+        str(model_dir / MODEL_FILE),
+        sess_options=session_options(settings, threads),
+        providers=wanted,
     )
     in_use = list(session.get_providers())
     if required is not None and (not in_use or in_use[0] != required):
@@ -101,9 +107,9 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
             f"on {', '.join(in_use)} (is a GPU and its CUDA/cuDNN libraries present?)"
         )
     names = {i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()}
-    if INPUT not in names[0] or not set(OUTPUTS) <= names[1]:
+    if PIXEL_VALUES not in names[0] or not set(OUTPUT_NAMES) <= names[1]:
         raise ValueError(
-            f"{model_dir / MODEL_FILE} must take {INPUT!r} and give {OUTPUTS}; "
+            f"{model_dir / MODEL_FILE} must take {PIXEL_VALUES!r} and give {OUTPUT_NAMES}; "
             f"it takes {sorted(names[0])} and gives {sorted(names[1])}"
         )
     log.info(
@@ -113,6 +119,6 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
         model_dir,
         ", ".join(in_use),
         ", ".join(wanted),
-        settings.onnx_threads,
+        threads,
     )
-    return OnnxModel(config, session)
+    return OnnxModel(config, session, threads)

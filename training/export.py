@@ -27,7 +27,11 @@ import torch
 from torch import nn
 
 from app.model_config import (
+    ATTENTION,
+    LOGITS,
     MODEL_FILE,
+    OUTPUT_NAMES,
+    PIXEL_VALUES,
     ModelConfig,
     ModelMetrics,
     ModelSource,
@@ -40,8 +44,6 @@ from training.preprocessing import preprocess_config_for
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "pixel_values"
-OUTPUT_NAMES = ("logits", "attention")
 OPSET = 18  # >= 17: LayerNormalization is one op
 CHECK_BATCH_SIZES = (1, 5)  # the self-check's batch sizes; the trace uses 2
 FP16_CHECK_INPUTS = 100
@@ -116,18 +118,18 @@ def export_onnx(module: nn.Module, path: str | Path, image_size: int, opset: int
     example = torch.randn(2, 3, image_size, image_size)
     with torch.no_grad():
         outputs = module(example)
-    output_names = list(OUTPUT_NAMES[: len(outputs)]) if isinstance(outputs, tuple) else ["logits"]
+    output_names = list(OUTPUT_NAMES[: len(outputs)]) if isinstance(outputs, tuple) else [LOGITS]
     batch = torch.export.Dim("batch", min=1, max=4096)
     with _quiet_exporter(), torch.no_grad():
         torch.onnx.export(
             module,
             (example,),
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=[PIXEL_VALUES],
             output_names=output_names,
             opset_version=opset,
             dynamo=True,
-            dynamic_shapes={"pixel_values": {0: batch}},
+            dynamic_shapes={PIXEL_VALUES: {0: batch}},
             external_data=False,
             verbose=False,
         )
@@ -141,7 +143,7 @@ def check_outputs(
 ) -> None:
     """Raise `ExportCheckError` unless every expected output is matched in shape and value
     (|actual - expected| <= atol + rtol * |expected|, per output)."""
-    tolerances = tolerances or {"logits": LOGITS_TOL, "attention": ATTENTION_TOL}
+    tolerances = tolerances or {LOGITS: LOGITS_TOL, ATTENTION: ATTENTION_TOL}
     for name, want in expected.items():
         if name not in actual:
             raise ExportCheckError(f"the ONNX model has no output {name!r}")
@@ -175,7 +177,7 @@ def verify_onnx(
             out = module(x)
         outputs = out if isinstance(out, tuple) else (out,)
         expected = {n: t.numpy() for n, t in zip(names, outputs, strict=True)}
-        got = session.run(None, {INPUT_NAME: x.numpy()})
+        got = session.run(None, {PIXEL_VALUES: x.numpy()})
         check_outputs(expected, dict(zip(names, got, strict=True)))
 
 
@@ -231,7 +233,7 @@ def fp16_agreement(
     x = torch.randn(num_inputs, 3, image_size, image_size, generator=generator).numpy()
     ref_logits, ref_attn, half_logits, half_attn = [], [], [], []
     for start in range(0, num_inputs, batch_size):
-        feed = {INPUT_NAME: x[start : start + batch_size]}
+        feed = {PIXEL_VALUES: x[start : start + batch_size]}
         logits, attention = reference.run(None, feed)
         ref_logits.append(logits)
         ref_attn.append(attention)

@@ -4,6 +4,7 @@ the tiny model the tests export (`tiny_model_dir`), driven with httpx."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -67,12 +68,10 @@ class Server:
         pytest.fail(f"server not answering {path} after {timeout} s:\n{self.log()}")
 
     def metric(self, name: str, labels: str = "") -> float:
-        """One sample of /metrics, e.g. metric("vitserve_batch_size_count")."""
-        wanted = f"{name}{{{labels}}}" if labels else name
-        for line in self.client.get("/metrics").text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise KeyError(wanted)
+        """The sum of the samples of `name` whose labels include `labels`, e.g.
+        metric("vitserve_batch_size_count") or metric("vitserve_requests_total",
+        'route="/classify",status="200"'); KeyError if there is none."""
+        return metric_sum(self.client.get("/metrics").text, name, labels)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -85,6 +84,21 @@ class Server:
         self.client.close()
         self._log.close()
         return code
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum the samples of `name` in Prometheus text whose labels include `labels`."""
+    wanted = set(re.findall(r'\w+="[^"]*"', labels))
+    total, found = 0.0, False
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        if wanted <= set(re.findall(r'\w+="[^"]*"', match.group(2) or "")):
+            total, found = total + float(match.group(3)), True
+    if not found:
+        raise KeyError(f"{name}{{{labels}}}")
+    return total
 
 
 StartServer = Callable[..., Server]

@@ -19,8 +19,8 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorResponse}})
 async def readyz(request: Request) -> Health | JSONResponse:
-    """Ready: the model is loaded and warmed up (503 before)."""
-    classifier = request.app.state.classifier
-    if classifier is None or not classifier.ready:
-        return error_response(503, "not_ready", "the model is loading or warming up")
+    """Ready: every model version served is loaded and warmed up (503 before)."""
+    repository = request.app.state.repository
+    if repository is None or not repository.ready:
+        return error_response(503, "not_ready", "the models are loading or warming up")
     return Health(status="ready")
