@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,3 +137,22 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     server.wait()
     yield server
     server.stop()
+
+
+def make_repository(root: Path, models: dict[str, dict[int, Path]]) -> Path:
+    """A model repository at `root`: `root/<name>/<version>/` copied from model directories."""
+    for name, versions in models.items():
+        for version, source in versions.items():
+            shutil.copytree(source, root / name / str(version))
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_repository(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, other_model_dir: Path
+) -> Path:
+    """Two models: vit-tiny-test (version 1) and vit-other (version 1); read-only."""
+    return make_repository(
+        tmp_path_factory.mktemp("repository"),
+        {"vit-tiny-test": {1: tiny_model_dir}, "vit-other": {1: other_model_dir}},
+    )
