@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from app.api.router import api_router
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
+from app.oip.grpc_service import start_grpc_server
 from app.repository import ModelRepository
 from app.settings import Settings, get_settings
 
@@ -35,6 +36,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.error("cannot serve %s: %s", settings.model_repository or settings.model_dir, exc)
         await repository.close()
         raise
+    try:
+        grpc_server = await start_grpc_server(repository, settings, app.state.metrics)
+    except Exception:
+        await repository.close()
+        raise
     app.state.repository = repository
     warm_up = asyncio.create_task(repository.warm_up(), name="warm-up")
     warm_up.add_done_callback(_report_warm_up)
@@ -44,6 +50,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not warm_up.done():
             warm_up.cancel()
             await asyncio.gather(warm_up, return_exceptions=True)
+        if grpc_server is not None:  # in-flight calls finish within the request timeout
+            await grpc_server.stop(grace=settings.request_timeout_s)
         await repository.close()
         log.info("stopped: every accepted request was answered")
 

@@ -37,6 +37,7 @@ class Server:
             VITSERVE_MODEL_DIR=str(model_dir),
             VITSERVE_HOST="127.0.0.1",
             VITSERVE_PORT=str(self.port),
+            VITSERVE_GRPC_PORT="0",
             VITSERVE_PROVIDERS="cpu",
             VITSERVE_INTRA_OP_THREADS="1",
             VITSERVE_PREPROCESS_THREADS="2",

@@ -11,15 +11,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
 from imagefiles import encode, photo
+from oip_models import OTHER, TINY, pixels, session_logits
 from tritonclient.utils import InferenceServerException
-
-from app.model_config import read_model_config
-
-TINY, OTHER = "vit-tiny-test", "vit-other"
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +26,6 @@ def server(start_server, model_repository: Path):
 @pytest.fixture(scope="module")
 def client(server) -> httpclient.InferenceServerClient:
     return httpclient.InferenceServerClient(server.url.removeprefix("http://"))
-
-
-def pixels(model_dir: Path, count: int, seed: int = 0) -> np.ndarray:
-    height, width = read_model_config(model_dir).preprocess.crop
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((count, 3, height, width), dtype=np.float32)
-
-
-def session_logits(model_dir: Path, batch: np.ndarray) -> np.ndarray:
-    path = str(model_dir / "model.onnx")
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"pixel_values": batch})[0]
 
 
 def test_metadata_and_readiness(client, server) -> None:

@@ -47,7 +47,10 @@ def test_default_stack(compose: Compose) -> None:
     assert api["environment"]["VITSERVE_MODEL_DIR"] == "/models/default"  # the bundled model
     assert mounts(api)["/models"]["source"] == "models"
     assert mounts(api)["/models"]["read_only"] is True
-    assert [(p["published"], p["target"]) for p in api["ports"]] == [("8000", 8000)]
+    assert [(p["published"], p["target"]) for p in api["ports"]] == [
+        ("8000", 8000),
+        ("8001", 8001),  # gRPC
+    ]
     assert [(p["host_ip"], p["published"]) for p in prometheus["ports"]] == [("127.0.0.1", "9090")]
     config_mount = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
     assert Path(config_mount["source"]) == DOCKER_DIR / "prometheus.yml"
