@@ -104,6 +104,9 @@ class ModelRuntime:
             workers=settings.inference_workers,
             observer=self.metrics,
         )
+        # This version's images in the shared preprocessing pool at once, at most: a flood on
+        # one model waits in its own line, not in front of every other model's images.
+        self._preprocess_slots = asyncio.Semaphore(settings.decode_threads)
         self._permits = 0  # permits handed out and not yet returned
         self._idle = asyncio.Event()
         self._idle.set()
@@ -178,11 +181,7 @@ class ModelRuntime:
         self, permit: Permit, images: list[bytes], keep_crops: bool = False
     ) -> Inference:
         """Encoded images -> outputs; the first undecodable image (in order) is the answer."""
-        loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_crops)
-            for data in images
-        ]
+        jobs = [self._prepare_in_pool(data, keep_crops) for data in images]
         outcomes = await asyncio.gather(*jobs, return_exceptions=True)
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, ApiError) and len(images) > 1:
@@ -192,6 +191,13 @@ class ModelRuntime:
         prepared = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
         crops = [crop for _, crop in prepared if crop is not None] if keep_crops else None
         return await self._run(permit, [tensor for tensor, _ in prepared], crops)
+
+    async def _prepare_in_pool(
+        self, data: bytes, keep_crop: bool
+    ) -> tuple[np.ndarray, Image.Image | None]:
+        async with self._preprocess_slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_crop)
 
     async def infer_pixels(self, permit: Permit, pixel_values: np.ndarray) -> Inference:
         """Preprocessed (B, 3, H, W) float32 -> outputs."""
