@@ -14,11 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
-
-# The ONNX graph's tensor names.
-PIXEL_VALUES = "pixel_values"  # (B, 3, H, W) float32, preprocessed
-LOGITS = "logits"  # (B, classes)
-ATTENTION = "attention"  # (B, gh, gw): the attention rollout of the class token
+# The graph's interface: (B, 3, H, W) float32 in; logits (B, C) and attention (B, gh, gw) out.
+INPUT_NAME = "pixel_values"  # preprocessed images
+LOGITS = "logits"
+ATTENTION = "attention"  # the attention rollout of the class token over the patches
 OUTPUT_NAMES = (LOGITS, ATTENTION)
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app.errors import InvalidRequest, ModelNotFound, NotReady
+from app.failure import Failure
 from app.metrics import Metrics
 from app.repository_layout import (
     OnDisk,
@@ -63,9 +64,12 @@ class VersionStatus:
 class ModelRepository:
     """Owns every ModelRuntime; the protocols ask it for the runtime a request names."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, failure: Failure) -> None:
+        """`failure`: where a served version reports that the service cannot go on (a dead
+        batcher, a hung session run)."""
         self.settings = settings
         self.metrics = metrics
+        self.failure = failure
         self.poll_s = settings.repository_poll_s if settings.model_repository else 0.0
         self.preprocess_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="preprocess"
@@ -83,9 +87,10 @@ class ModelRepository:
 
     @property
     def ready(self) -> bool:
-        """Started, and every version served is warmed up and its batcher alive."""
+        """Started, not failed, and every version served is warmed up and its batcher alive."""
         return (
             self.started
+            and self.failure.reason is None
             and bool(self._served)
             and all(
                 runtime.ready and runtime.batcher.alive
@@ -299,7 +304,13 @@ class ModelRepository:
                 load_model, directory.path, self.settings, self._threads_per_session()
             )
             runtime = ModelRuntime(
-                name, version, model, self.settings, self.preprocess_pool, self.metrics
+                name,
+                version,
+                model,
+                self.settings,
+                self.preprocess_pool,
+                self.metrics,
+                on_failure=self.failure.fail,
             )
             if warm:
                 await runtime.warm_up()

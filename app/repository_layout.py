@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.model_config import read_model_config
+from app.model_check import load_config
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,6 @@ def scan_repository(root: Path) -> OnDisk:
 
 def single_model(model_dir: Path) -> OnDisk:
     """One model directory, named and versioned by its config.json."""
-    config = read_model_config(model_dir)
+    config = load_config(model_dir)
     version = VersionDir(config.name, config.version, model_dir, signature(model_dir))
     return {config.name: {config.version: version}}

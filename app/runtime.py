@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from PIL import Image
 
 from app.batcher import Batcher, Permit, Result
 from app.errors import ApiError, InvalidRequest, NotReady
-from app.images import decode_image
+from app.images import DecodeLimits, decode_image
 from app.metrics import Metrics
 from app.model_config import ModelConfig
 from app.preprocess import normalise, resize_and_crop
@@ -83,7 +83,10 @@ class ModelRuntime:
         settings: Settings,
         preprocess_pool: Executor,
         metrics: Metrics,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_failure(reason)`: the service cannot go on (this version's batcher died, or a
+        session run hung past VITSERVE_RUN_TIMEOUT_S)."""
         self.name = name
         self.version = version
         self.model = model
@@ -103,6 +106,13 @@ class ModelRuntime:
             max_queue=self.limits.max_queue,
             workers=settings.inference_workers,
             observer=self.metrics,
+            run_timeout_s=settings.run_timeout_s,
+            on_failure=on_failure,
+        )
+        self._decode_limits = DecodeLimits(
+            settings.max_image_pixels,
+            settings.image_formats,
+            min_side=model.config.preprocess.resize,
         )
         # This version's images in the shared preprocessing pool at once, at most: a flood on
         # one model waits in its own line, not in front of every other model's images.
@@ -171,8 +181,7 @@ class ModelRuntime:
         """Bytes -> model input, and the crop it saw if asked (blocking; preprocessing pool)."""
         started = time.perf_counter()
         spec = self.config.preprocess
-        image = decode_image(data, self.settings.max_image_pixels, min_side=spec.resize)
-        crop = resize_and_crop(image, spec)
+        crop = resize_and_crop(decode_image(data, self._decode_limits).image, spec)
         tensor = normalise(crop, spec)
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
         return tensor, crop if keep_crop else None

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.cores import available_cores
 from app.model_config import (
     ATTENTION,
+    INPUT_NAME,
     LOGITS,
     MODEL_FILE,
     OUTPUT_NAMES,
-    PIXEL_VALUES,
     ModelConfig,
     ModelMetrics,
     ModelSource,
@@ -64,14 +65,6 @@ class ExportCheckError(RuntimeError):
 # onnxruntime
 
 
-def cpu_threads() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def ort_session(
     path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0
 ) -> Any:
@@ -81,7 +74,7 @@ def ort_session(
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or cpu_threads()
+    options.intra_op_num_threads = threads or available_cores()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -125,11 +118,11 @@ def export_onnx(module: nn.Module, path: str | Path, image_size: int, opset: int
             module,
             (example,),
             str(path),
-            input_names=[PIXEL_VALUES],
+            input_names=[INPUT_NAME],
             output_names=output_names,
             opset_version=opset,
             dynamo=True,
-            dynamic_shapes={PIXEL_VALUES: {0: batch}},
+            dynamic_shapes={"pixel_values": {0: batch}},
             external_data=False,
             verbose=False,
         )
@@ -177,7 +170,7 @@ def verify_onnx(
             out = module(x)
         outputs = out if isinstance(out, tuple) else (out,)
         expected = {n: t.numpy() for n, t in zip(names, outputs, strict=True)}
-        got = session.run(None, {PIXEL_VALUES: x.numpy()})
+        got = session.run(None, {INPUT_NAME: x.numpy()})
         check_outputs(expected, dict(zip(names, got, strict=True)))
 
 
@@ -233,7 +226,7 @@ def fp16_agreement(
     x = torch.randn(num_inputs, 3, image_size, image_size, generator=generator).numpy()
     ref_logits, ref_attn, half_logits, half_attn = [], [], [], []
     for start in range(0, num_inputs, batch_size):
-        feed = {PIXEL_VALUES: x[start : start + batch_size]}
+        feed = {INPUT_NAME: x[start : start + batch_size]}
         logits, attention = reference.run(None, feed)
         ref_logits.append(logits)
         ref_attn.append(attention)

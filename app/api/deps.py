@@ -1,4 +1,5 @@
-"""What handlers get injected: the settings, the metrics, the model repository."""
+"""What handlers get injected: the settings, the metrics, the request-bytes budget, the model
+repository."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.buffers import BufferBudget
 from app.errors import NotReady
 from app.metrics import Metrics
 from app.repository import ModelRepository
@@ -20,6 +22,10 @@ def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def buffers(request: Request) -> BufferBudget:
+    return request.app.state.buffers
+
+
 def repository(request: Request) -> ModelRepository:
     """The repository once it is open (503 not_ready before)."""
     repository: ModelRepository | None = request.app.state.repository
@@ -30,4 +36,5 @@ def repository(request: Request) -> ModelRepository:
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
+BuffersDep = Annotated[BufferBudget, Depends(buffers)]
 RepositoryDep = Annotated[ModelRepository, Depends(repository)]

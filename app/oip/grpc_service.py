@@ -22,7 +22,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from app.errors import ApiError, InvalidRequest, PayloadTooLarge, Timeout
+from app.api_keys import key_is_valid
+from app.errors import ApiError, InvalidRequest, PayloadTooLarge, Timeout, Unauthorized
 from app.metrics import Metrics
 from app.oip.inference import infer
 from app.oip.metadata import model_metadata, server_metadata
@@ -56,13 +57,17 @@ STATUS_CODES = {
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
+# Like /healthz and /readyz, these answer without an API key.
+OPEN_RPCS = frozenset({"ServerLive", "ServerReady", "ServerMetadata"})
+
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 Method = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]]
 
 
 def rpc(method: Method[Request, Reply]) -> Method[Request, Reply]:
-    """Counts and times the call, and turns our errors into the status code they map to."""
+    """Checks the API key (`authorization` metadata, as HTTP's header), counts and times the
+    call, and turns our errors into the status code they map to."""
 
     @functools.wraps(method)
     async def handler(
@@ -71,6 +76,8 @@ def rpc(method: Method[Request, Reply]) -> Method[Request, Reply]:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            if method.__name__ not in OPEN_RPCS:
+                self.authorize(context)
             return await method(self, request, context)
         except ApiError as exc:
             code = STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL)
@@ -105,6 +112,17 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self.repository = repository
         self.settings = settings
         self.metrics = metrics
+
+    def authorize(self, context: grpc.aio.ServicerContext) -> None:
+        """UNAUTHENTICATED unless API keys are off or the call carries `authorization:
+        Bearer <a key>`."""
+        keys = self.settings.api_key_set
+        if not keys:
+            return
+        sent = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
+        value = sent[0] if sent else None
+        if not key_is_valid(value if isinstance(value, str) else None, keys):
+            raise Unauthorized()
 
     @rpc
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:

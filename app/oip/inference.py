@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.errors import InvalidRequest
-from app.model_config import ATTENTION, LOGITS, PIXEL_VALUES
+from app.model_config import ATTENTION, INPUT_NAME, LOGITS
 from app.oip.metadata import CLASS_OUTPUTS, IMAGE, OUTPUTS, PROBABILITIES
 from app.oip.tensors import BYTES, FP32, InferRequest, InferResponse, OutputRequest, Tensor
 from app.postprocess import softmax
@@ -37,12 +37,12 @@ def _the_input(inputs: list[Tensor]) -> Tensor:
     """Exactly one input: `image` (BYTES [N]) or `pixel_values` (FP32 [N, 3, H, W])."""
     if len(inputs) != 1:
         raise InvalidRequest(
-            f"give exactly one input, {IMAGE!r} or {PIXEL_VALUES!r}; got {len(inputs)}"
+            f"give exactly one input, {IMAGE!r} or {INPUT_NAME!r}; got {len(inputs)}"
         )
     tensor = inputs[0]
-    expected = {IMAGE: (BYTES, 1), PIXEL_VALUES: (FP32, 4)}.get(tensor.name)
+    expected = {IMAGE: (BYTES, 1), INPUT_NAME: (FP32, 4)}.get(tensor.name)
     if expected is None:
-        raise InvalidRequest(f"unknown input {tensor.name!r}: use {IMAGE!r} or {PIXEL_VALUES!r}")
+        raise InvalidRequest(f"unknown input {tensor.name!r}: use {IMAGE!r} or {INPUT_NAME!r}")
     datatype, rank = expected
     if tensor.datatype != datatype:
         raise InvalidRequest(f"input {tensor.name!r} is {datatype}, not {tensor.datatype}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.model_config import ATTENTION, LOGITS, PIXEL_VALUES
+from app.model_config import ATTENTION, INPUT_NAME, LOGITS
 from app.oip.tensors import BYTES, FP32
 from app.runtime import ModelRuntime
 
@@ -35,7 +35,7 @@ def model_metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]
         "platform": PLATFORM,
         "inputs": [
             {"name": IMAGE, "datatype": BYTES, "shape": [-1]},
-            {"name": PIXEL_VALUES, "datatype": FP32, "shape": [-1, 3, height, width]},
+            {"name": INPUT_NAME, "datatype": FP32, "shape": [-1, 3, height, width]},
         ],
         "outputs": [
             {"name": PROBABILITIES, "datatype": FP32, "shape": [-1, classes]},

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.model_config import LOGITS, MODEL_FILE, PIXEL_VALUES, read_model_config
+from app.model_config import LOGITS, MODEL_FILE, INPUT_NAME, read_model_config
 
 TINY, OTHER = "vit-tiny-test", "vit-other"  # 32 px, 10 classes; 48 px, 3 classes
 
@@ -24,4 +24,4 @@ def session_logits(model_dir: Path, batch: np.ndarray) -> np.ndarray:
     """The logits onnxruntime gives for `batch`, without the server."""
     path = str(model_dir / MODEL_FILE)
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return session.run([LOGITS], {PIXEL_VALUES: batch})[0]
+    return session.run([LOGITS], {INPUT_NAME: batch})[0]

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.api.deps import RepositoryDep, SettingsDep
+from app.api.auth import API_KEY
+from app.api.deps import BuffersDep, RepositoryDep, SettingsDep
 from app.api.guard import within_deadline
+from app.buffers import BufferBudget
 from app.postprocess import heatmap_png, scale_attention, softmax, top_k
 from app.repository import ModelRepository
 from app.runtime import Inference, ModelRuntime
@@ -25,9 +28,9 @@ from app.schemas import (
     Prediction,
 )
 from app.settings import Settings
-from app.uploads import read_images
+from app.uploads import UploadLimits, read_images
 
-router = APIRouter(tags=["classify"])
+router = APIRouter(tags=["classify"], dependencies=[API_KEY])
 
 AttentionMode = Annotated[Literal["grid", "png", "none"], Query(description="attention map format")]
 TopK = Annotated[int, Query(ge=1, description="predictions per image")]
@@ -53,7 +56,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "empty_image, invalid_image",
+        401: "unauthorized (API keys are set, and none was sent or it is not one of them)",
         404: "model_not_found",
+        408: "request_timeout (the body arrived too slowly)",
         413: "payload_too_large, image_too_large",
         415: "unsupported_media_type",
         422: "invalid_parameter",
@@ -69,18 +74,34 @@ ROUTE: dict[str, Any] = dict(
 )
 
 
+@dataclass(frozen=True)
+class Options:
+    """What a classify request asks for besides its images."""
+
+    top_k: int
+    attention: str
+
+
+def options(top_k: TopK = 5, attention: AttentionMode = "grid") -> Options:
+    return Options(top_k, attention)
+
+
+OptionsDep = Annotated[Options, Depends(options)]
+
+
 @router.post("/classify", **ROUTE)
 async def classify(
     request: Request,
     response: Response,
     repository: RepositoryDep,
     settings: SettingsDep,
-    top_k: TopK = 5,
-    attention: AttentionMode = "grid",
+    buffers: BuffersDep,
+    asked: OptionsDep,
 ) -> ClassifyResponse:
     """Classify one or more images (multipart `file` parts, or a raw image body) with the
-    default model."""
-    return await _classify(request, response, repository, settings, None, None, top_k, attention)
+    default model (the only one, or VITSERVE_DEFAULT_MODEL)."""
+    served = Served(repository, settings, buffers)
+    return await served.classify(request, response, None, None, asked)
 
 
 @router.post("/v1/models/{name}/classify", **ROUTE)
@@ -89,12 +110,13 @@ async def classify_with(
     response: Response,
     repository: RepositoryDep,
     settings: SettingsDep,
+    buffers: BuffersDep,
+    asked: OptionsDep,
     name: str,
-    top_k: TopK = 5,
-    attention: AttentionMode = "grid",
 ) -> ClassifyResponse:
     """Classify with the newest served version of model `name`."""
-    return await _classify(request, response, repository, settings, name, None, top_k, attention)
+    served = Served(repository, settings, buffers)
+    return await served.classify(request, response, name, None, asked)
 
 
 @router.post("/v1/models/{name}/versions/{version}/classify", **ROUTE)
@@ -103,51 +125,62 @@ async def classify_with_version(
     response: Response,
     repository: RepositoryDep,
     settings: SettingsDep,
+    buffers: BuffersDep,
+    asked: OptionsDep,
     name: str,
     version: str,
-    top_k: TopK = 5,
-    attention: AttentionMode = "grid",
 ) -> ClassifyResponse:
     """Classify with one served version of model `name`."""
-    return await _classify(request, response, repository, settings, name, version, top_k, attention)
+    served = Served(repository, settings, buffers)
+    return await served.classify(request, response, name, version, asked)
 
 
-async def _classify(
-    request: Request,
-    response: Response,
-    repository: ModelRepository,
-    settings: Settings,
-    name: str | None,
-    version: str | None,
-    k: int,
-    attention: str,
-) -> ClassifyResponse:
-    deadline = time.perf_counter() + settings.request_timeout_s
-    repository.runtime(name, version)  # 404 / 503 before the body is read
-    images = await within_deadline(
-        request, read_images(request, settings.max_upload_bytes), deadline, watch_client=False
-    )
-    # The version is chosen and admitted in one step, after the body: a swap meanwhile is seen.
-    runtime = repository.runtime(name, version)
-    with runtime.reserve(len(images)) as permit:
-        work = runtime.infer_images(permit, images, keep_crops=attention == "png")
-        outcome = await within_deadline(request, work, deadline)
-    results = [_result(runtime, outcome, row, k, attention) for row in range(len(images))]
-    if outcome.crops is not None:
-        loop = asyncio.get_running_loop()
-        pngs = await asyncio.gather(
-            *(
-                loop.run_in_executor(repository.preprocess_pool, heatmap_png, crop, rollout)
-                for crop, rollout in zip(outcome.crops, outcome.attention, strict=True)
+@dataclass(frozen=True)
+class Served:
+    """What answering a classify request needs from the app."""
+
+    repository: ModelRepository
+    settings: Settings
+    buffers: BufferBudget
+
+    async def classify(
+        self,
+        request: Request,
+        response: Response,
+        name: str | None,
+        version: str | None,
+        asked: Options,
+    ) -> ClassifyResponse:
+        repository = self.repository
+        repository.runtime(name, version)  # 404 / 503 before the body is read
+        with self.buffers.permit() as permit:  # the request's bytes count until it is answered
+            images = await read_images(request, UploadLimits.from_settings(self.settings), permit)
+            deadline = time.perf_counter() + self.settings.request_timeout_s
+            # The version is chosen and admitted in one step, after the body: a swap meanwhile
+            # is seen whole.
+            runtime = repository.runtime(name, version)
+            with runtime.reserve(len(images)) as admitted:
+                work = runtime.infer_images(admitted, images, keep_crops=asked.attention == "png")
+                outcome = await within_deadline(request, work, deadline)
+        results = [
+            _result(runtime, outcome, row, asked.top_k, asked.attention)
+            for row in range(len(images))
+        ]
+        if outcome.crops is not None:
+            loop = asyncio.get_running_loop()
+            pngs = await asyncio.gather(
+                *(
+                    loop.run_in_executor(repository.preprocess_pool, heatmap_png, crop, rollout)
+                    for crop, rollout in zip(outcome.crops, outcome.attention, strict=True)
+                )
             )
+            for result, png in zip(results, pngs, strict=True):
+                result.attention = AttentionPng(grid=runtime.config.grid, png=png)
+        response.headers["x-queue-time"] = f"{outcome.queue_s * 1000:.2f}"
+        response.headers["x-inference-time"] = f"{outcome.inference_s * 1000:.2f}"
+        return ClassifyResponse(
+            model=ModelRef(name=runtime.name, version=runtime.version), results=results
         )
-        for result, png in zip(results, pngs, strict=True):
-            result.attention = AttentionPng(grid=runtime.config.grid, png=png)
-    response.headers["x-queue-time"] = f"{outcome.queue_s * 1000:.2f}"
-    response.headers["x-inference-time"] = f"{outcome.inference_s * 1000:.2f}"
-    return ClassifyResponse(
-        model=ModelRef(name=runtime.name, version=runtime.version), results=results
-    )
 
 
 def _result(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.auth import API_KEY
 from app.api.deps import RepositoryDep
 from app.runtime import ModelRuntime
 from app.schemas import Batching, ModelCard, ModelList, VersionState
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[API_KEY])
 
 
 def model_card(runtime: ModelRuntime, state: str) -> ModelCard:

@@ -2,8 +2,9 @@
 model metadata, readiness, inference (with the binary tensor data and classification
 extensions), and the model repository extension. Errors are the protocol's `{"error": "..."}`.
 
-A thin adapter: the body is decoded by app/oip/rest_codec.py, the inference is the shared core's
-(app/oip/inference.py); the limits, deadline and metrics of /classify apply.
+API keys (VITSERVE_API_KEYS) guard every route but the health probes and the server metadata.
+A thin adapter: the body is decoded by app/oip/rest_codec.py, the inference is the shared
+core's (app/oip/inference.py); the limits, deadline and metrics of /classify apply.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from app.api.deps import RepositoryDep, SettingsDep
+from app.api.auth import API_KEY
+from app.api.deps import BuffersDep, RepositoryDep, SettingsDep
 from app.api.guard import within_deadline
 from app.errors import ApiError, NotReady
 from app.metrics import Metrics
@@ -24,7 +26,7 @@ from app.oip.inference import infer
 from app.oip.metadata import model_metadata, server_metadata
 from app.oip.rest_codec import HEADER_LENGTH, decode_request, encode_response
 from app.repository import ModelRepository
-from app.uploads import read_body
+from app.uploads import UploadLimits, read_body
 
 
 class ProtocolRoute(APIRoute):
@@ -85,8 +87,8 @@ async def ready(request: Request) -> Response:
     return Response()
 
 
-@router.get("/models/{name}")
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}", dependencies=[API_KEY])
+@router.get("/models/{name}/versions/{version}", dependencies=[API_KEY])
 async def model_meta(repository: RepositoryDep, name: str, version: str | None = None) -> Any:
     """A model's versions, inputs (`image` or `pixel_values`) and outputs."""
     runtime = repository.runtime(name, version)
@@ -94,8 +96,8 @@ async def model_meta(repository: RepositoryDep, name: str, version: str | None =
     return model_metadata(runtime, versions)
 
 
-@router.get("/models/{name}/ready")
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/ready", dependencies=[API_KEY])
+@router.get("/models/{name}/versions/{version}/ready", dependencies=[API_KEY])
 async def model_ready(repository: RepositoryDep, name: str, version: str | None = None) -> Any:
     """200 when the version (default: the newest served) takes requests, 503 before."""
     runtime = repository.runtime(name, version)
@@ -104,28 +106,31 @@ async def model_ready(repository: RepositoryDep, name: str, version: str | None 
     return Response()
 
 
-@router.post("/models/{name}/infer", openapi_extra=INFER_BODY)
-@router.post("/models/{name}/versions/{version}/infer", openapi_extra=INFER_BODY)
+@router.post("/models/{name}/infer", openapi_extra=INFER_BODY, dependencies=[API_KEY])
+@router.post(
+    "/models/{name}/versions/{version}/infer", openapi_extra=INFER_BODY, dependencies=[API_KEY]
+)
 async def model_infer(
     request: Request,
     repository: RepositoryDep,
     settings: SettingsDep,
+    buffers: BuffersDep,
     name: str,
     version: str | None = None,
 ) -> Response:
     """Inference: JSON tensors, or a JSON header followed by binary tensor data."""
-    deadline = time.perf_counter() + settings.request_timeout_s
     repository.runtime(name, version)  # 404 before the body is read
-    body = await within_deadline(
-        request, read_body(request, settings.max_upload_bytes), deadline, watch_client=False
-    )
-    infer_request, binary = decode_request(body, request.headers.get(HEADER_LENGTH), name, version)
-    answer = await within_deadline(request, infer(repository, infer_request), deadline)
+    with buffers.permit() as permit:  # the request's bytes count until it is answered
+        body = await read_body(request, UploadLimits.from_settings(settings), permit)
+        deadline = time.perf_counter() + settings.request_timeout_s
+        header_length = request.headers.get(HEADER_LENGTH)
+        infer_request, binary = decode_request(body, header_length, name, version)
+        answer = await within_deadline(request, infer(repository, infer_request), deadline)
     content, headers = encode_response(answer, binary)
     return Response(content, headers=headers)
 
 
-@router.post("/repository/index")
+@router.post("/repository/index", dependencies=[API_KEY])
 async def repository_index(repository: RepositoryDep) -> Any:
     """Every model version on disk or loaded, with its state (READY, LOADING, UNLOADING,
     UNAVAILABLE) and why."""
@@ -135,14 +140,14 @@ async def repository_index(repository: RepositoryDep) -> Any:
     ]
 
 
-@router.post("/repository/models/{name}/load")
+@router.post("/repository/models/{name}/load", dependencies=[API_KEY])
 async def repository_load(repository: RepositoryDep, name: str) -> Response:
     """Load (or reload) a model (explicit mode; 400 in poll mode). Any body is accepted."""
     await repository.load(name)
     return Response()
 
 
-@router.post("/repository/models/{name}/unload")
+@router.post("/repository/models/{name}/unload", dependencies=[API_KEY])
 async def repository_unload(repository: RepositoryDep, name: str) -> Response:
     """Stop serving a model: it drains, then unloads (explicit mode; 400 in poll mode)."""
     await repository.unload(name)
