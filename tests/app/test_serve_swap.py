@@ -57,9 +57,11 @@ def test_swap_under_load(start_server, tiny_model_dir: Path, tmp_path: Path) -> 
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while len(answers) < 2 * CLIENTS:  # version 1 serves the clients first
+            assert time.monotonic() < deadline, "the clients got no answers"
+            time.sleep(0.1)
         publish(tiny_model_dir, repository / "vit-tiny-test", 2)
-        deadline = time.monotonic() + 30
         while not any(version == "2" for *_, version in answers[-CLIENTS:]):
             assert time.monotonic() < deadline, "version 2 was never served"
             time.sleep(0.1)
