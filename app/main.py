@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.router import api_router
+from app.buffers import BufferBudget
 from app.errors import install_error_handlers
 from app.failure import Failure
 from app.inference import Classifier
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()
+    app.state.buffers = BufferBudget(app.state.settings.buffered_bytes_limit)
     app.state.classifier = None
     # After a failure, every request in flight has its answer within the request timeout.
     app.state.failure = Failure(grace_s=app.state.settings.request_timeout_s + 5)
