@@ -42,6 +42,10 @@ def test_gpu_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (dev / "nvidia0").unlink()
     (driver / "0000:01:00.0").mkdir(parents=True)
     assert gpu_visible(dev, driver)
+    (driver / "0000:01:00.0").rmdir()
+    assert not gpu_visible(dev, driver)
+    (dev / "dxg").touch()  # WSL2
+    assert gpu_visible(dev, driver)
 
 
 def gpu_present() -> bool:
