@@ -48,7 +48,8 @@ def test_default_stack(compose: Compose) -> None:
     assert mounts(api)["/models"]["source"] == "models"
     assert mounts(api)["/models"]["read_only"] is True
     assert [(p["host_ip"], p["published"], p["target"]) for p in api["ports"]] == [
-        ("127.0.0.1", "8000", 8000)
+        ("127.0.0.1", "8000", 8000),
+        ("127.0.0.1", "8001", 8001),  # gRPC
     ]
     assert [(p["host_ip"], p["published"]) for p in prometheus["ports"]] == [("127.0.0.1", "9090")]
     config_mount = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
