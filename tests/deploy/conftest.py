@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from deploy_tools import COMPOSE_VARIABLES, Compose
+from compose_stack import build_images
+from deploy_tools import COMPOSE_VARIABLES, TIMINGS, Compose
+from docker_engine import docker_engine
 
 
 @pytest.fixture(scope="session")
@@ -12,3 +16,20 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
     for name in COMPOSE_VARIABLES:
         tool.env.pop(name, None)
     return tool
+
+
+@pytest.fixture(scope="session")
+def docker_env(compose: Compose) -> Iterator[dict[str, str]]:
+    """Environment for docker and docker compose, pointing at a running engine (one per session,
+    shared by the stack tests)."""
+    with docker_engine(compose.env) as env:
+        yield env
+    print("\nstack timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in TIMINGS.items()))
+
+
+@pytest.fixture(scope="session")
+def images_env(
+    compose: Compose, docker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """docker_env plus the variables naming the test images, built once per session."""
+    return build_images(compose, docker_env, tmp_path_factory.mktemp("build"))

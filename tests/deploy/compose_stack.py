@@ -1,0 +1,132 @@
+"""A compose project on the stack tests' engine: the CPU variant of docker-compose.yml (with
+docker-compose.scale.yml for the scale test), on the test's own images and free loopback ports.
+
+The images are built once per test session (`build_images`) and shared by every project.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from base_image import import_base_image
+from deploy_tools import COMPOSE_FILE, CPU_FILE, ROOT, SCALE_FILE, Compose, timed
+
+SERVE_IMAGE = "vitserve-test/serve:latest"
+PROMETHEUS_IMAGE = "vitserve-test/prometheus:latest"
+LB_IMAGE = "vitserve-test/lb:latest"
+
+
+def images_env(docker_env: dict[str, str], base_image: str) -> dict[str, str]:
+    """The variables that make the compose files use the test's images on `base_image`."""
+    return {
+        **docker_env,
+        "VITSERVE_SERVE_BASE_IMAGE": base_image,
+        "VITSERVE_SERVE_IMAGE": SERVE_IMAGE,
+        "VITSERVE_PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
+        "VITSERVE_LB_BASE_IMAGE": base_image,
+        "VITSERVE_LB_IMAGE": LB_IMAGE,
+    }
+
+
+def write_build_override(directory: Path, base_image: str) -> Path:
+    """Builds on the host's network (the engine's bridge has no route out); Prometheus from
+    docker/Dockerfile.prometheus, as docs/deploy.md says for hosts without Docker Hub."""
+    override = directory / "compose.build.yml"
+    override.write_text(
+        f"""\
+services:
+  api:
+    build:
+      network: host
+  lb:
+    build:
+      network: host
+  prometheus:
+    build:
+      context: {ROOT}
+      dockerfile: docker/Dockerfile.prometheus
+      network: host
+      args:
+        BASE_IMAGE: {base_image}
+"""
+    )
+    return override
+
+
+def build_images(compose: Compose, docker_env: dict[str, str], directory: Path) -> dict[str, str]:
+    """Imports the base, builds the API, Prometheus and LB images; returns the images' env."""
+    with timed("debootstrap + docker import"):
+        base_image = import_base_image(docker_env)
+    env = images_env(docker_env, base_image)
+    files = (COMPOSE_FILE, CPU_FILE, SCALE_FILE, write_build_override(directory, base_image))
+    with timed("build images"):
+        compose.run("build", "api", "prometheus", "lb", files=files, env=env, timeout=1500)
+    return env
+
+
+class Stack:
+    """`docker compose` for one project: its files, its environment."""
+
+    def __init__(
+        self, compose: Compose, env: dict[str, str], project: str, files: tuple[Path, ...]
+    ) -> None:
+        self.compose, self.files = compose, files
+        self.env = {**env, "COMPOSE_PROJECT_NAME": project}
+
+    def __call__(
+        self, *args: str, timeout: float = 900, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.compose.run(*args, files=self.files, env=self.env, timeout=timeout, check=check)
+
+    def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=True,
+        )
+
+    def logs(self) -> str:
+        done = self("logs", "--no-color", "--tail", "200", check=False, timeout=60)
+        return done.stdout + done.stderr
+
+    def containers(self, service: str) -> list[dict]:
+        """`docker compose ps` rows of `service`'s running containers, by replica number."""
+        listing = self("ps", "--format", "json", service).stdout
+        rows = [json.loads(line) for line in listing.splitlines() if line.strip()]
+        rows = rows[0] if rows and isinstance(rows[0], list) else rows
+        return sorted(rows, key=lambda row: row["Name"])
+
+    def health(self) -> dict[str, str | None]:
+        """Health of each running container, by container name."""
+        listing = self("ps", "--format", "json").stdout
+        rows = [json.loads(line) for line in listing.splitlines() if line.strip()]
+        rows = rows[0] if rows and isinstance(rows[0], list) else rows
+        return {row["Name"]: row.get("Health") for row in rows}
+
+
+@contextmanager
+def running(stack: Stack, *up_args: str) -> Iterator[Stack]:
+    """`up -d --wait` (all healthy) for the block, `down --volumes` after it; the logs on error."""
+    stack("down", "--volumes", "--remove-orphans", timeout=300, check=False)  # a stale run's
+    try:
+        with timed("up --wait (healthy)"):
+            done = stack(
+                "up", "-d", "--wait", "--wait-timeout", "300", *up_args, timeout=400, check=False
+            )
+            if done.returncode != 0:
+                pytest.fail(f"up failed:\n{done.stderr}\n{stack.logs()}", pytrace=False)
+        yield stack
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        with timed("down"):
+            stack("down", "--volumes", "--remove-orphans", timeout=300, check=False)
