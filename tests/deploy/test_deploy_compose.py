@@ -161,6 +161,9 @@ def test_scale_override(compose: Compose) -> None:
     published = [(p["host_ip"], p["published"], p["target"]) for p in lb["ports"]]
     assert published == [("127.0.0.1", "8000", 8000), ("127.0.0.1", "8001", 8001)]
     assert lb["build"]["dockerfile"] == "docker/Dockerfile.lb"
+    assert lb["build"]["args"]["BASE_IMAGE"] == dockerfile_default(
+        DOCKER_DIR / "Dockerfile.lb", "BASE_IMAGE"
+    )
     assert Path(mounts(lb)["/usr/local/etc/haproxy/haproxy.cfg"]["source"]) == HAPROXY_CONFIG
     assert "8404/healthz" in " ".join(lb["healthcheck"]["test"])
     assert lb["depends_on"]["api"]["condition"] == "service_started"

@@ -134,3 +134,14 @@ def test_healthcheck_fails_when_nothing_listens(readyz: HTTPServer) -> None:
     done = run_healthcheck(port)
     assert done.returncode == 1
     assert "/readyz" in done.stderr
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/deploy.md"])
+def test_documented_deploy_commands_name_files_that_exist(doc: str) -> None:
+    """Every compose file (`-f X.yml`) and kustomize directory (`kubectl kustomize X`) that the
+    docs tell people to use is in the repository."""
+    text = (ROOT / doc).read_text()
+    paths = re.findall(r"-f (\S+\.yml)", text) + re.findall(r"kubectl kustomize (\S+)", text)
+    assert paths
+    missing = [path for path in paths if not (ROOT / path).exists()]
+    assert missing == []

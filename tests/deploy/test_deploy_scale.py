@@ -12,7 +12,9 @@ import json
 import re
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -236,3 +238,22 @@ def test_a_stopped_replica_fails_no_request_and_comes_back(scaled: ScaleStack) -
     after = scaled.images_by_replica()
     assert after[stopped] > before[stopped]
     assert scaled.lb_state() == lb_before  # same start, no restart
+
+
+def test_with_no_replica_ready_the_lb_answers_503_with_retry_after(scaled: ScaleStack) -> None:
+    """Last (it stops every replica): the LB's own 503 has the service's error shape and
+    Retry-After, as a replica's own 503 does."""
+    scaled.stack("stop", "--timeout", "10", "api", timeout=120)
+    wait_for(
+        "the LB to see no replica",
+        lambda: scaled.lb_metric("haproxy_backend_active_servers", "replicas_http") == 0,
+        timeout=30,
+    )
+    request = urllib.request.Request(
+        f"{scaled.lb}/classify", data=png(), headers={"Content-Type": "image/png"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=30)
+    assert answer.value.code == 503
+    assert answer.value.headers["Retry-After"] == "1"
+    assert json.loads(answer.value.read())["error"]["code"] == "no_replica_ready"
