@@ -69,6 +69,23 @@ def build_images(compose: Compose, docker_env: dict[str, str], directory: Path) 
     return env
 
 
+def write_test_override(
+    directory: Path, published: dict[str, str], quick_checks: tuple[str, ...]
+) -> Path:
+    """An override that publishes each service of `published` on that port spec only (`!override`
+    replaces the compose files' ports) and health-checks `quick_checks` every 5 s."""
+    services = {name: "" for name in [*published, *quick_checks]}
+    for name, port in published.items():
+        services[name] += f'    ports: !override\n      - "{port}"\n'
+    for name in quick_checks:
+        services[name] += "    healthcheck:\n      interval: 5s\n"
+    override = directory / "compose.test.yml"
+    override.write_text(
+        "services:\n" + "".join(f"  {name}:\n{body}" for name, body in services.items())
+    )
+    return override
+
+
 class Stack:
     """`docker compose` for one project: its files, its environment."""
 

@@ -53,14 +53,12 @@ def crd_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-def as_pod(containers: list[Manifest]) -> Manifest:
-    """A Pod holding `containers`, so that the core schema checks them."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "check"},
-        "spec": {"containers": containers},
-    }
+def as_pod(containers: list[Manifest], volumes: list[Manifest] | None = None) -> Manifest:
+    """A Pod holding `containers` (and `volumes`), so that the core schema checks them."""
+    spec: Manifest = {"containers": containers}
+    if volumes:
+        spec["volumes"] = volumes
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"}, "spec": spec}
 
 
 def embedded_core_objects(manifest: Manifest) -> list[Manifest]:
@@ -68,7 +66,7 @@ def embedded_core_objects(manifest: Manifest) -> list[Manifest]:
     Container fields of an InferenceService's model."""
     spec = manifest["spec"]
     if manifest["kind"] == "ServingRuntime":
-        return [as_pod(spec["containers"])]
+        return [as_pod(spec["containers"], spec.get("volumes"))]
     if manifest["kind"] == "InferenceService" and "model" in spec["predictor"]:
         model = spec["predictor"]["model"]
         container = {k: v for k, v in model.items() if k not in KSERVE_MODEL_FIELDS}

@@ -18,10 +18,9 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from compose_stack import Stack, running
+from compose_stack import Stack, running, write_test_override
 from deploy_tools import (
     COMPOSE_FILE,
     CPU_FILE,
@@ -85,24 +84,6 @@ class ScaleStack:
         return json.loads(body)["data"]["result"]
 
 
-def ports_override(directory: Path, prometheus_port: int) -> Path:
-    override = directory / "compose.ports.yml"
-    override.write_text(
-        f"""\
-services:
-  prometheus:
-    ports: !override
-      - "127.0.0.1:{prometheus_port}:9090"
-    healthcheck:
-      interval: 5s
-  lb:
-    healthcheck:
-      interval: 5s
-"""
-    )
-    return override
-
-
 @pytest.fixture(scope="module")
 def scaled(
     compose: Compose, images_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -114,7 +95,11 @@ def scaled(
         "VITSERVE_API_PORT": str(lb_port),
         "VITSERVE_API_GRPC_PORT": str(grpc_port),
     }
-    override = ports_override(tmp_path_factory.mktemp("scale"), prometheus_port)
+    override = write_test_override(
+        tmp_path_factory.mktemp("scale"),
+        {"prometheus": f"127.0.0.1:{prometheus_port}:9090"},
+        quick_checks=("prometheus", "lb"),
+    )
     files = (COMPOSE_FILE, CPU_FILE, SCALE_FILE, override)
     stack = Stack(compose, env, PROJECT, files)
     with running(stack, "--scale", f"api={REPLICAS}"):

@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from compose_stack import Stack, running
+from compose_stack import Stack, running, write_test_override
 from deploy_tools import COMPOSE_FILE, CPU_FILE, Compose, free_port, http, png, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -25,30 +24,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 PROJECT = "vitserve-stacktest"
 
 
-def ports_override(directory: Path, api_port: int, prometheus_port: int) -> Path:
-    override = directory / "compose.ports.yml"
-    override.write_text(
-        f"""\
-services:
-  api:
-    ports: !override
-      - "127.0.0.1:{api_port}:8000"
-  prometheus:
-    ports: !override
-      - "127.0.0.1:{prometheus_port}:9090"
-    healthcheck:
-      interval: 5s
-"""
-    )
-    return override
-
-
 @pytest.fixture(scope="module")
 def stack(
     compose: Compose, images_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Stack, int, int]]:
     api_port, prometheus_port = free_port(), free_port()
-    override = ports_override(tmp_path_factory.mktemp("stack"), api_port, prometheus_port)
+    override = write_test_override(
+        tmp_path_factory.mktemp("stack"),
+        {"api": f"127.0.0.1:{api_port}:8000", "prometheus": f"127.0.0.1:{prometheus_port}:9090"},
+        quick_checks=("prometheus",),
+    )
     project = Stack(compose, images_env, PROJECT, (COMPOSE_FILE, CPU_FILE, override))
     with running(project):
         yield project, api_port, prometheus_port
