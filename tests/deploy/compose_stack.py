@@ -15,22 +15,22 @@ from pathlib import Path
 import pytest
 from base_image import import_base_image
 from deploy_tools import COMPOSE_FILE, CPU_FILE, ROOT, SCALE_FILE, Compose, timed
+from docker_engine import Engine
 
 SERVE_IMAGE = "vitserve-test/serve:latest"
 PROMETHEUS_IMAGE = "vitserve-test/prometheus:latest"
 LB_IMAGE = "vitserve-test/lb:latest"
 
 
-def images_env(docker_env: dict[str, str], base_image: str) -> dict[str, str]:
-    """The variables that make the compose files use the test's images on `base_image`."""
-    return {
-        **docker_env,
-        "VITSERVE_SERVE_BASE_IMAGE": base_image,
-        "VITSERVE_SERVE_IMAGE": SERVE_IMAGE,
-        "VITSERVE_PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
-        "VITSERVE_LB_BASE_IMAGE": base_image,
-        "VITSERVE_LB_IMAGE": LB_IMAGE,
-    }
+def with_test_images(engine: Engine, base_image: str) -> Engine:
+    """`engine` with the variables that make the compose files use the test's images."""
+    return engine.with_env(
+        VITSERVE_SERVE_BASE_IMAGE=base_image,
+        VITSERVE_SERVE_IMAGE=SERVE_IMAGE,
+        VITSERVE_PROMETHEUS_IMAGE=PROMETHEUS_IMAGE,
+        VITSERVE_LB_BASE_IMAGE=base_image,
+        VITSERVE_LB_IMAGE=LB_IMAGE,
+    )
 
 
 def write_build_override(directory: Path, base_image: str) -> Path:
@@ -58,15 +58,15 @@ services:
     return override
 
 
-def build_images(compose: Compose, docker_env: dict[str, str], directory: Path) -> dict[str, str]:
-    """Imports the base, builds the API, Prometheus and LB images; returns the images' env."""
+def build_images(compose: Compose, engine: Engine, directory: Path) -> Engine:
+    """Imports the base, builds the API, Prometheus and LB images; returns `engine` with them."""
     with timed("debootstrap + docker import"):
-        base_image = import_base_image(docker_env)
-    env = images_env(docker_env, base_image)
+        base_image = import_base_image(engine.env)
+    built = with_test_images(engine, base_image)
     files = (COMPOSE_FILE, CPU_FILE, SCALE_FILE, write_build_override(directory, base_image))
     with timed("build images"):
-        compose.run("build", "api", "prometheus", "lb", files=files, env=env, timeout=1500)
-    return env
+        compose.run("build", "api", "prometheus", "lb", files=files, env=built.env, timeout=1500)
+    return built
 
 
 def write_test_override(
@@ -90,10 +90,11 @@ class Stack:
     """`docker compose` for one project: its files, its environment."""
 
     def __init__(
-        self, compose: Compose, env: dict[str, str], project: str, files: tuple[Path, ...]
+        self, compose: Compose, engine: Engine, project: str, files: tuple[Path, ...]
     ) -> None:
         self.compose, self.files = compose, files
-        self.env = {**env, "COMPOSE_PROJECT_NAME": project}
+        self.engine = engine.with_env(COMPOSE_PROJECT_NAME=project)
+        self.env = self.engine.env
 
     def __call__(
         self, *args: str, timeout: float = 900, check: bool = True
@@ -131,7 +132,8 @@ class Stack:
 
 @contextmanager
 def running(stack: Stack, *up_args: str) -> Iterator[Stack]:
-    """`up -d --wait` (all healthy) for the block, `down --volumes` after it; the logs on error."""
+    """`up -d --wait` (all healthy) for the block; the logs on error. After it `down --volumes`,
+    or on the tests' own engine (removed whole later) only `kill`, which frees the cores."""
     stack("down", "--volumes", "--remove-orphans", timeout=300, check=False)  # a stale run's
     try:
         with timed("up --wait (healthy)"):
@@ -145,5 +147,9 @@ def running(stack: Stack, *up_args: str) -> Iterator[Stack]:
         print(stack.logs())
         raise
     finally:
-        with timed("down"):
-            stack("down", "--volumes", "--remove-orphans", timeout=300, check=False)
+        if stack.engine.disposable:
+            with timed("kill"):
+                stack("kill", timeout=120, check=False)
+        else:
+            with timed("down"):
+                stack("down", "--volumes", "--remove-orphans", timeout=300, check=False)

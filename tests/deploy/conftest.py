@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from compose_stack import build_images
 from deploy_tools import COMPOSE_VARIABLES, TIMINGS, Compose
-from docker_engine import docker_engine
+from docker_engine import Engine, docker_engine
 
 
 @pytest.fixture(scope="session")
@@ -19,17 +19,14 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
 
 
 @pytest.fixture(scope="session")
-def docker_env(compose: Compose) -> Iterator[dict[str, str]]:
-    """Environment for docker and docker compose, pointing at a running engine (one per session,
-    shared by the stack tests)."""
-    with docker_engine(compose.env) as env:
-        yield env
+def engine(compose: Compose) -> Iterator[Engine]:
+    """A running Docker engine, one per session, shared by the stack tests."""
+    with docker_engine(compose.env) as running:
+        yield running
     print("\nstack timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in TIMINGS.items()))
 
 
 @pytest.fixture(scope="session")
-def images_env(
-    compose: Compose, docker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """docker_env plus the variables naming the test images, built once per session."""
-    return build_images(compose, docker_env, tmp_path_factory.mktemp("build"))
+def built(compose: Compose, engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """The engine with the test images, built once per session."""
+    return build_images(compose, engine, tmp_path_factory.mktemp("build"))

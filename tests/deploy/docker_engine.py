@@ -18,12 +18,26 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from deploy_tools import run_checked, timed, wait_for
 
 MIN_FREE_BYTES = 15 * 2**30  # vfs keeps a full copy of the filesystem per layer
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How to reach a Docker engine: the environment for docker and docker compose."""
+
+    env: dict[str, str]
+    # The tests' own engine, removed whole afterwards: its containers need no `down` (with vfs,
+    # removing a container deletes a full copy of its image: minutes on a slow disk).
+    disposable: bool
+
+    def with_env(self, **variables: str) -> Engine:
+        return replace(self, env={**self.env, **variables})
 
 
 def _answers(daemon: subprocess.Popen[bytes], env: dict[str, str]) -> bool:
@@ -59,15 +73,15 @@ def _remove_engine_home(home: Path) -> None:
 
 
 @contextmanager
-def docker_engine(base_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """`base_env` plus DOCKER_HOST pointing at a running engine, for the `with` block."""
+def docker_engine(base_env: dict[str, str]) -> Iterator[Engine]:
+    """A running engine for the `with` block; its env is `base_env` plus DOCKER_HOST."""
     if shutil.which("docker") is None:
         pytest.fail("the docker CLI is missing: apt-get install docker.io", pytrace=False)
     env = dict(base_env)
     if host := os.environ.get("VITSERVE_TEST_DOCKER_HOST"):
         env["DOCKER_HOST"] = host
         run_checked(["docker", "version"], env=env, timeout=30)
-        yield env
+        yield Engine(env, disposable=False)
         return
 
     _require_private_engine()
@@ -98,7 +112,7 @@ def docker_engine(base_env: dict[str, str]) -> Iterator[dict[str, str]]:
             except BaseException:
                 print(log_path.read_text()[-4000:])
                 raise
-        yield env
+        yield Engine(env, disposable=True)
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:

@@ -31,6 +31,7 @@ from deploy_tools import (
     png,
     wait_for,
 )
+from docker_engine import Engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -86,22 +87,19 @@ class ScaleStack:
 
 @pytest.fixture(scope="module")
 def scaled(
-    compose: Compose, images_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    compose: Compose, built: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ScaleStack]:
-    lb_port, prometheus_port = free_port(), free_port()
-    grpc_port = free_port()
-    env = {
-        **images_env,
-        "VITSERVE_API_PORT": str(lb_port),
-        "VITSERVE_API_GRPC_PORT": str(grpc_port),
-    }
+    lb_port, lb_grpc_port, prometheus_port = free_port(), free_port(), free_port()
+    engine = built.with_env(
+        VITSERVE_API_PORT=str(lb_port), VITSERVE_API_GRPC_PORT=str(lb_grpc_port)
+    )
     override = write_test_override(
         tmp_path_factory.mktemp("scale"),
         {"prometheus": f"127.0.0.1:{prometheus_port}:9090"},
         quick_checks=("prometheus", "lb"),
     )
     files = (COMPOSE_FILE, CPU_FILE, SCALE_FILE, override)
-    stack = Stack(compose, env, PROJECT, files)
+    stack = Stack(compose, engine, PROJECT, files)
     with running(stack, "--scale", f"api={REPLICAS}"):
         scale = ScaleStack(
             stack, f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{prometheus_port}"

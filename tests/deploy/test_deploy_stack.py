@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 from compose_stack import Stack, running, write_test_override
 from deploy_tools import COMPOSE_FILE, CPU_FILE, Compose, free_port, http, png, wait_for
+from docker_engine import Engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -26,7 +27,7 @@ PROJECT = "vitserve-stacktest"
 
 @pytest.fixture(scope="module")
 def stack(
-    compose: Compose, images_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    compose: Compose, built: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Stack, int, int]]:
     api_port, prometheus_port = free_port(), free_port()
     override = write_test_override(
@@ -34,7 +35,7 @@ def stack(
         {"api": f"127.0.0.1:{api_port}:8000", "prometheus": f"127.0.0.1:{prometheus_port}:9090"},
         quick_checks=("prometheus",),
     )
-    project = Stack(compose, images_env, PROJECT, (COMPOSE_FILE, CPU_FILE, override))
+    project = Stack(compose, built, PROJECT, (COMPOSE_FILE, CPU_FILE, override))
     with running(project):
         yield project, api_port, prometheus_port
 
