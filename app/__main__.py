@@ -10,6 +10,7 @@ import logging
 
 import uvicorn
 
+from app.http_limits import HttpLimits, LimitedHttpToolsProtocol
 from app.settings import get_settings
 
 
@@ -23,6 +24,8 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Header size and time, and the connection cap: uvicorn has no options for them.
+        http=LimitedHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings)),
         # Every accepted request has its answer within the request timeout; wait that long.
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )

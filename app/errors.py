@@ -5,6 +5,7 @@ All responses share one JSON shape: `{"error": {"code": str, "message": str}}`.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import ClassVar
 
@@ -57,6 +58,12 @@ class InvalidParameter(ApiError):
     status, code, reason = 422, "invalid_parameter", "invalid"
 
 
+class RequestTimeout(ApiError):
+    """The body did not arrive within the body-read timeout: a slow or stalled client."""
+
+    status, code, reason = 408, "request_timeout", "invalid"
+
+
 class Overloaded(ApiError):
     status, code, reason = 503, "overloaded", "queue_full"
 
@@ -90,11 +97,19 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
+def error_content(code: str, message: str) -> dict[str, dict[str, str]]:
     """The one JSON shape of every error."""
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    return {"error": {"code": code, "message": message}}
+
+
+def error_body(code: str, message: str) -> bytes:
+    """An error as bytes, for answers written below the app (app/http_limits.py)."""
+    return json.dumps(error_content(code, message)).encode()
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    """An error as the app answers it."""
+    return JSONResponse(error_content(code, message), status_code=status, headers=headers)
 
 
 def _metrics(request: Request) -> Metrics | None:
@@ -128,6 +143,18 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return error_response(422, InvalidParameter.code, problems or "invalid parameters")
 
 
+async def memory_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Memory ran out for this request (an image beyond what this server can hold): the
+    request was too large for this server, not a server fault."""
+    log.warning("out of memory on %s %s", request.method, request.url.path)
+    metrics = _metrics(request)
+    if metrics is not None:
+        metrics.rejected.labels("invalid").inc()
+    return error_response(
+        413, PayloadTooLarge.code, "the request needs more memory than this server has for it"
+    )
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal server error")
@@ -138,4 +165,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(MemoryError, memory_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.router import api_router
+from app.buffers import BufferBudget
 from app.errors import install_error_handlers
 from app.inference import Classifier
 from app.metrics import Metrics, MetricsMiddleware
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()
+    app.state.buffers = BufferBudget(app.state.settings.buffered_bytes_limit)
     app.state.classifier = None
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
