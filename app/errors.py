@@ -18,7 +18,7 @@ from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-RejectReason = str  # queue_full | timeout | client_gone | invalid
+RejectReason = str  # queue_full | timeout | client_gone | invalid | unauthorized
 
 
 class ApiError(Exception):
@@ -48,6 +48,15 @@ class PayloadTooLarge(ApiError):
 
 class ImageTooLarge(ApiError):
     status, code, reason = 413, "image_too_large", "invalid"
+
+
+class Unauthorized(ApiError):
+    """No API key, or not one of `VITSERVE_API_KEYS` (which key, or how close, is not said)."""
+
+    status, code, reason = 401, "unauthorized", "unauthorized"
+
+    def __init__(self, message: str = "a valid API key is required: Authorization: Bearer <key>"):
+        super().__init__(message, {"WWW-Authenticate": 'Bearer realm="vitserve"'})
 
 
 class UnsupportedMediaType(ApiError):
@@ -90,6 +99,7 @@ class ClientGone(ApiError):
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -117,7 +127,8 @@ def _metrics(request: Request) -> Metrics | None:
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+    if not isinstance(exc, ApiError):
+        return await unexpected_error_handler(request, exc)
     metrics = _metrics(request)
     if metrics is not None and exc.reason is not None:
         metrics.rejected.labels(exc.reason).inc()
@@ -125,14 +136,16 @@ async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        return await unexpected_error_handler(request, exc)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, str(exc.detail), headers)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        return await unexpected_error_handler(request, exc)
     problems = "; ".join(
         f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
         for error in exc.errors()

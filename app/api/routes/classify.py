@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app.api.auth import API_KEY
 from app.api.deps import BuffersDep, ClassifierDep, SettingsDep
 from app.api.guard import within_deadline
 from app.inference import AttentionMode
 from app.schemas import ClassifyResponse, ErrorResponse, ModelRef
 from app.uploads import UploadLimits, read_images
 
-router = APIRouter(tags=["classify"])
+router = APIRouter(tags=["classify"], dependencies=[API_KEY])
 
 _IMAGE_BODY = {"type": "string", "format": "binary"}
 REQUEST_BODY: dict[str, Any] = {
@@ -36,6 +37,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "empty_image, invalid_image",
+        401: "unauthorized (API keys are set, and none was sent or it is not one of them)",
         408: "request_timeout (the body arrived too slowly)",
         413: "payload_too_large, image_too_large",
         415: "unsupported_media_type",
