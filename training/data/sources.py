@@ -1,4 +1,5 @@
-"""SRC on the command line -> a `SplitData`: a folder path, `fractal`, or a packaged set."""
+"""SRC on the command line -> a `SplitData`: a folder path, `fractal`, `contours`, or a packaged
+set."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.data.base import SplitData
+from training.data.contour_source import load_contours
+from training.data.contours import ContourConfig
 from training.data.folder import load_folder
 from training.data.fractal_source import load_fractal
 from training.data.packaged import PACKAGED, load_packaged
@@ -22,10 +25,19 @@ def load_source(spec: str, config: TrainConfig, image_size: int) -> SplitData:
             seed=config.seed,
             cache_dir=config.cache_dir,
         )
+    if spec == "contours":
+        contours = ContourConfig(
+            num_classes=config.contour_classes,
+            instances_per_class=config.contour_instances,
+            image_size=image_size,
+            seed=config.seed,
+        )
+        return load_contours(contours, config.val_fraction, config.cache_dir)
     if spec in PACKAGED:
         return load_packaged(spec, config.val_fraction, config.seed)
     if Path(spec).is_dir():
         return load_folder(spec, config.val_fraction, config.seed)
     raise ValueError(
-        f"unknown data {spec!r}: expected a folder, 'fractal', or one of {', '.join(PACKAGED)}"
+        f"unknown data {spec!r}: expected a folder, 'fractal', 'contours', or one of "
+        f"{', '.join(PACKAGED)}"
     )
