@@ -1,5 +1,5 @@
 """Command-line options generated from a dataclass: one option per field, typed by its
-annotation, documented by its `help` metadata (see `training.config._opt`). The training CLI and
+annotation, documented by its `help` metadata (`option`). The training CLI and
 the experiments build their parsers with it, so options and settings never drift apart."""
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ import types
 import typing
 from collections.abc import Collection
 from typing import Any, Literal
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text becomes the command-line option's documentation."""
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
 def flag(name: str) -> str:

@@ -10,13 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from training.cli_options import option as _opt
+
 Stage = Literal["pretrain", "finetune"]
 DEFAULT_ARCH = "vit_tiny_patch4_32"
-
-
-def _opt(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field whose help text becomes the command-line option's documentation."""
-    return field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclass

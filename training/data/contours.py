@@ -7,8 +7,9 @@ arc; an instance jitters its coefficients and phases, rotates, scales and shifts
 as a line at `supersample` times the size, box-downsampled so the strokes stay smooth at 32 px.
 
 Every random draw comes from a generator seeded by (seed, class) or (seed, class, instance), so
-the arrays are identical bit for bit however many processes draw them, and the first n
-instances of a class are the same whatever `instances_per_class` is.
+the arrays are identical bit for bit however many processes draw them, and instance i of a
+class is the same whatever `instances_per_class` is (a held-out set is a later range of
+instances: `first_instance`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ContourConfig:
 
     num_classes: int = 50
     instances_per_class: int = 100
+    first_instance: int = 0  # draw instances first_instance.. (a held-out set: a later range)
     image_size: int = 32
     seed: int = 0
     terms: int = 4  # cosine terms of r(t)
@@ -62,6 +64,8 @@ class ContourConfig:
                 f"need at least one class and instance, got {self.num_classes}, "
                 f"{self.instances_per_class}"
             )
+        if self.first_instance < 0:
+            raise ValueError(f"first_instance must be >= 0, not {self.first_instance}")
         if self.image_size < 4 or self.supersample < 1:
             raise ValueError(
                 f"image_size must be >= 4 and supersample >= 1, got {self.image_size}, "
@@ -169,7 +173,10 @@ def _draw_class(job: tuple[ContourConfig, int]) -> np.ndarray:
     config, class_index = job
     curve = class_curve(config, class_index)
     return np.stack(
-        [draw_instance(config, curve, class_index, i) for i in range(config.instances_per_class)]
+        [
+            draw_instance(config, curve, class_index, config.first_instance + i)
+            for i in range(config.instances_per_class)
+        ]
     )
 
 
