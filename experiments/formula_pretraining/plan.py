@@ -1,0 +1,148 @@
+"""Which runs the experiment makes, what each waits for, and running them on both cores.
+
+Per initialisation: its pre-training (if any), then one fine-tuning per learning rate of the
+grid on the selection shots, scored on the validation digits; the best rate is then used for
+every seed, shot count and budget of that initialisation. Runs whose inputs are ready go to a
+pool of `jobs` processes in the order listed (pre-trainings first), so the scratch runs fill the
+second core while the first pre-trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from experiments.formula_pretraining.jobs import FinetuneJob, Init, Job, PretrainJob, execute
+from experiments.formula_pretraining.settings import Settings
+
+log = logging.getLogger("experiments.formula_pretraining")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A run (`job`, built once `deps` have results) or a choice made from results (`reduce`)."""
+
+    key: str
+    deps: tuple[str, ...] = ()
+    job: Callable[[dict[str, Any]], Job] | None = None
+    reduce: Callable[[dict[str, Any]], Any] | None = None
+
+
+def headline_inits(settings: Settings) -> list[Init]:
+    inits = [Init("vit", "contours", settings.pretrain_images), Init("vit"), Init("cnn")]
+    if settings.fractal:
+        inits.append(Init("vit", "fractal", settings.pretrain_images))
+    return inits
+
+
+def sweep_inits(settings: Settings) -> list[Init]:
+    if not settings.sweep:
+        return []
+    return [Init(a, "contours", n) for n in settings.sweep_images for a in ("vit", "cnn")]
+
+
+def rate_owner(settings: Settings, init: Init) -> Init:
+    """Whose chosen learning rate `init` uses: a sweep point that of its architecture
+    pre-trained on the headline's number of contours."""
+    if init.source == "contours":
+        return Init(init.arch, "contours", settings.pretrain_images)
+    return init
+
+
+def choose_rate(settings: Settings, init: Init, results: dict[str, Any]) -> dict[str, Any]:
+    """The grid's best validation top-1 (the first of equals)."""
+    scores = {lr: results[f"select:{init.name}:{lr:g}"]["top1"] for lr in settings.lr_grid}
+    best = max(settings.lr_grid, key=lambda lr: scores[lr])
+    log.info("%s: learning rate %g chosen from %s", init.name, best, scores)
+    return {"init": init.name, "lr": best, "val_top1": {f"{lr:g}": v for lr, v in scores.items()}}
+
+
+def build_tasks(settings: Settings) -> list[Task]:
+    s = settings
+    finetuned = headline_inits(s) + sweep_inits(s)
+    owners = list(dict.fromkeys(rate_owner(s, i) for i in finetuned))
+    pretrained = list(dict.fromkeys(i for i in finetuned + owners if i.source is not None))
+    tasks: dict[str, Task] = {}
+
+    def add(task: Task) -> None:
+        tasks.setdefault(task.key, task)
+
+    def needs(init: Init) -> tuple[str, ...]:
+        return (f"pretrain:{init.name}",) if init.source is not None else ()
+
+    for init in pretrained:
+        add(Task(f"pretrain:{init.name}", job=lambda r, i=init: PretrainJob(s, i)))
+    select_shots = min(s.shots)
+    for init in owners:
+        for lr in s.lr_grid:
+            job = FinetuneJob(s, init, select_shots, None, s.steps, lr)
+            add(Task(f"select:{init.name}:{lr:g}", needs(init), job=lambda r, j=job: j))
+        deps = tuple(f"select:{init.name}:{lr:g}" for lr in s.lr_grid)
+        add(Task(f"rate:{init.name}", deps, reduce=lambda r, i=init: choose_rate(s, i, r)))
+
+    def run(init: Init, shots: int, seed: int, steps: int) -> None:
+        owner = rate_owner(s, init)
+        keep = seed == 0 and shots == select_shots and steps == s.steps and init.arch == "vit"
+
+        def job(r: dict[str, Any]) -> Job:
+            lr = r[f"rate:{owner.name}"]["lr"]
+            return FinetuneJob(s, init, shots, seed, steps, lr, keep_weights=keep)
+
+        key = f"run:{init.name}:{shots}:{seed}:{steps}"
+        add(Task(key, (*needs(init), f"rate:{owner.name}"), job=job))
+
+    for init in headline_inits(s):
+        for steps in s.budgets():
+            for shots in s.shots:
+                for seed in range(s.seeds):
+                    run(init, shots, seed, steps)
+    for init in sweep_inits(s):
+        for seed in range(s.sweep_seeds):
+            run(init, 10, seed, s.steps)
+    return list(tasks.values())
+
+
+def _worker_start() -> None:
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
+
+
+def run_tasks(tasks: list[Task], jobs: int) -> dict[str, Any]:
+    """Every task's result by key. Finished runs are read back, not run again."""
+    results: dict[str, Any] = {}
+    waiting = list(tasks)
+    running: dict[Future[dict[str, Any]], str] = {}
+    pool = None
+    if jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_start)
+    try:
+        while waiting or running:
+            for task in [t for t in waiting if all(d in results for d in t.deps)]:
+                waiting.remove(task)
+                if task.reduce is not None:
+                    results[task.key] = task.reduce(results)
+                    continue
+                if task.job is None:
+                    raise ValueError(f"task {task.key} has neither a job nor a reduce")
+                job = task.job(results)
+                if pool is None:
+                    results[task.key] = execute(job)
+                else:
+                    running[pool.submit(execute, job)] = task.key
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[running.pop(future)] = future.result()
+            elif waiting and not any(all(d in results for d in t.deps) for t in waiting):
+                raise RuntimeError(f"tasks wait for results nobody makes: {waiting[0].key}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return results
