@@ -50,7 +50,7 @@ def context_numbers(
     settings: Settings, digits: Digits, results: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """1-NN on pixels and a linear probe of every initialisation, per shot count."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for shots in settings.shots:
         knn = [baselines.nearest_neighbour(digits, shots, seed) for seed in range(settings.seeds)]
         rows.append({"shots": shots, "method": "1-NN, raw pixels", "per_seed": knn})

@@ -9,6 +9,7 @@ second core while the first pre-trains.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 from collections.abc import Callable
@@ -63,6 +64,11 @@ def choose_rate(settings: Settings, init: Init, results: dict[str, Any]) -> dict
     return {"init": init.name, "lr": best, "val_top1": {f"{lr:g}": v for lr, v in scores.items()}}
 
 
+def _ready(job: Job, results: dict[str, Any]) -> Job:
+    """A job that needs nothing from the results it waited for."""
+    return job
+
+
 def build_tasks(settings: Settings) -> list[Task]:
     s = settings
     finetuned = headline_inits(s) + sweep_inits(s)
@@ -77,14 +83,14 @@ def build_tasks(settings: Settings) -> list[Task]:
         return (f"pretrain:{init.name}",) if init.source is not None else ()
 
     for init in pretrained:
-        add(Task(f"pretrain:{init.name}", job=lambda r, i=init: PretrainJob(s, i)))
+        add(Task(f"pretrain:{init.name}", job=functools.partial(_ready, PretrainJob(s, init))))
     select_shots = min(s.shots)
     for init in owners:
         for lr in s.lr_grid:
             job = FinetuneJob(s, init, select_shots, None, s.steps, lr)
-            add(Task(f"select:{init.name}:{lr:g}", needs(init), job=lambda r, j=job: j))
+            add(Task(f"select:{init.name}:{lr:g}", needs(init), job=functools.partial(_ready, job)))
         deps = tuple(f"select:{init.name}:{lr:g}" for lr in s.lr_grid)
-        add(Task(f"rate:{init.name}", deps, reduce=lambda r, i=init: choose_rate(s, i, r)))
+        add(Task(f"rate:{init.name}", deps, reduce=functools.partial(choose_rate, s, init)))
 
     def run(init: Init, shots: int, seed: int, steps: int) -> None:
         owner = rate_owner(s, init)

@@ -1,7 +1,8 @@
 """The paper experiment at a tiny size: 3 digit classes, a 1-block ViT, a few steps.
 
 One real invocation (two worker processes, the sweep on) is shared by the tests of its outputs;
-fairness of the plan) are tested on their own."""
+the parts (splits, shifts, the learning-rate choice, the ink share, the fairness of the plan) are
+tested on their own."""
 
 from __future__ import annotations
 
@@ -210,8 +211,9 @@ def test_a_pretrained_start_has_a_zero_head(invocation: tuple[Path, Any]) -> Non
     tmp, _ = invocation
     init = Init("vit", "contours", 6)
     model = FinetuneJob(tiny_settings(tmp), init, 10, 0, 3, 1e-3).start(3)
-    assert model.head.out_features == 3  # type: ignore[union-attr]
-    assert not model.head.weight.any()  # type: ignore[union-attr]
+    head = model.head
+    assert isinstance(head, torch.nn.Linear)
+    assert head.out_features == 3 and not head.weight.any()
 
 
 def test_bad_settings_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
