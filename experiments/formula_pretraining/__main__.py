@@ -21,6 +21,7 @@ from experiments.formula_pretraining.digits import Digits, load_digits
 from experiments.formula_pretraining.jobs import FinetuneJob, synthetic_arrays
 from experiments.formula_pretraining.plan import (
     build_tasks,
+    finished_results,
     headline_inits,
     rate_owner,
     run_tasks,
@@ -49,12 +50,15 @@ def draw_data(settings: Settings) -> None:
 def context_numbers(
     settings: Settings, digits: Digits, results: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """1-NN on pixels and a linear probe of every initialisation, per shot count."""
+    """1-NN on pixels and a linear probe of every initialisation (pre-trained ones whose
+    pre-training has finished), per shot count."""
     rows: list[dict[str, Any]] = []
     for shots in settings.shots:
         knn = [baselines.nearest_neighbour(digits, shots, seed) for seed in range(settings.seeds)]
         rows.append({"shots": shots, "method": "1-NN, raw pixels", "per_seed": knn})
         for init in headline_inits(settings):
+            if init.source is not None and f"pretrain:{init.name}" not in results:
+                continue
             probes = []
             for seed in range(settings.seeds):
                 model = FinetuneJob(settings, init, shots, seed, 0, 0.0).start(settings.classes)
@@ -68,16 +72,19 @@ def context_numbers(
 
 
 def attention_figure(settings: Settings, digits: Digits, results: dict[str, Any]) -> None:
-    """The seed-0 ViTs of the smallest shot count and shorter budget, on a few test digits."""
+    """The seed-0 ViTs of the smallest shot count and shorter budget, on a few test digits
+    (those that have finished)."""
     shots = min(settings.shots)
     models = {}
     for init in headline_inits(settings):
-        if init.arch != "vit":
+        if init.arch != "vit" or f"run:{init.name}:{shots}:0:{settings.steps}" not in results:
             continue
         lr = results[f"rate:{rate_owner(settings, init).name}"]["lr"]
         job = FinetuneJob(settings, init, shots, 0, settings.steps, lr, keep_weights=True)
         model, _ = nets.load_net(job.weights)
         models[init.name] = model
+    if not models:
+        return
     tx, ty = digits.take(digits.test)
     firsts = [int(np.flatnonzero(ty == c)[0]) for c in range(settings.classes)]
     some = firsts[: settings.attention_images]
@@ -94,8 +101,12 @@ def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     settings.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    draw_data(settings)
-    results = run_tasks(build_tasks(settings), settings.jobs)
+    tasks = build_tasks(settings)
+    if settings.report_only:
+        results = finished_results(tasks)
+    else:
+        draw_data(settings)
+        results = run_tasks(tasks, settings.jobs)
     digits = load_digits(
         settings.classes, settings.test_per_class, settings.val_per_class, settings.image_size
     )
@@ -112,6 +123,7 @@ def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
         "baselines": context_numbers(settings, digits, results),
         "sweep": sweep_points(settings, results),
         "runs": {k: v for k, v in results.items() if k.startswith(("select:", "run:"))},
+        "missing": [t.key for t in tasks if t.key not in results],
     }
     summary["gaps"] = paired_gaps(settings, results)
     attention_figure(settings, digits, results)

@@ -19,7 +19,14 @@ from typing import Any
 
 import torch
 
-from experiments.formula_pretraining.jobs import FinetuneJob, Init, Job, PretrainJob, execute
+from experiments.formula_pretraining.jobs import (
+    FinetuneJob,
+    Init,
+    Job,
+    PretrainJob,
+    execute,
+    read_result,
+)
 from experiments.formula_pretraining.settings import Settings
 
 log = logging.getLogger("experiments.formula_pretraining")
@@ -119,6 +126,20 @@ def _worker_start() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
 
 
+def finished_results(tasks: list[Task]) -> dict[str, Any]:
+    """The results of the runs already made, starting none: the runs still missing (and the
+    choices and runs that wait for them) are left out."""
+    results: dict[str, Any] = {}
+    for task in tasks:  # listed after what they wait for
+        if not all(d in results for d in task.deps):
+            continue
+        if task.reduce is not None:
+            results[task.key] = task.reduce(results)
+        elif task.job is not None and (found := read_result(task.job(results).result_path)):
+            results[task.key] = found
+    return results
+
+
 def run_tasks(tasks: list[Task], jobs: int) -> dict[str, Any]:
     """Every task's result by key. Finished runs are read back, not run again."""
     results: dict[str, Any] = {}
@@ -140,6 +161,8 @@ def run_tasks(tasks: list[Task], jobs: int) -> dict[str, Any]:
                 job = task.job(results)
                 if pool is None:
                     results[task.key] = execute(job)
+                elif (found := read_result(job.result_path)) is not None:
+                    results[task.key] = found
                 else:
                     running[pool.submit(execute, job)] = task.key
             if running:

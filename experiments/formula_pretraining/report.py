@@ -24,6 +24,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _runs(results: dict[str, Any], init: str, shots: int, steps: int, seeds: int) -> list[Any]:
+    """The finished runs of a group, by seed (an interrupted invocation may lack some)."""
     keys = [f"run:{init}:{shots}:{seed}:{steps}" for seed in range(seeds)]
     return [results[k] for k in keys if k in results]
 
@@ -35,12 +36,15 @@ def table_rows(settings: Settings, results: dict[str, Any]) -> list[dict[str, An
         for shots in settings.shots:
             for init in headline_inits(settings):
                 runs = _runs(results, init.name, shots, steps, settings.seeds)
+                if not runs:
+                    continue
                 mean, std = mean_std([r["top1"] for r in runs])
                 row: dict[str, Any] = {
                     "steps": steps,
                     "shots": shots,
                     "init": init.name,
                     "lr": runs[0]["lr"],
+                    "seeds": [r["seed"] for r in runs],
                     "top1_mean": mean,
                     "top1_std": std,
                     "top1_per_seed": [r["top1"] for r in runs],
@@ -60,14 +64,20 @@ def paired_gaps(settings: Settings, results: dict[str, Any]) -> list[dict[str, A
     gaps = []
     for steps in settings.budgets():
         for shots in settings.shots:
-            base = _runs(results, REFERENCE, shots, steps, settings.seeds)
+            base = {
+                r["seed"]: r["top1"]
+                for r in _runs(results, REFERENCE, shots, steps, settings.seeds)
+            }
             for init in headline_inits(settings):
                 if init.name == REFERENCE:
                     continue
-                other = _runs(results, init.name, shots, steps, settings.seeds)
-                deltas = [a["top1"] - b["top1"] for a, b in zip(other, base, strict=True)]
+                runs = _runs(results, init.name, shots, steps, settings.seeds)
+                pairs = [(r["top1"], base[r["seed"]]) for r in runs if r["seed"] in base]
+                if not pairs:
+                    continue
+                deltas = [a - b for a, b in pairs]
                 mean, std = mean_std(deltas)
-                p = float(stats.ttest_rel([a["top1"] for a in other], [b["top1"] for b in base])[1])
+                p = float(stats.ttest_rel(*zip(*pairs, strict=True))[1]) if len(pairs) > 1 else None
                 gaps.append(
                     {
                         "steps": steps,
@@ -78,7 +88,7 @@ def paired_gaps(settings: Settings, results: dict[str, Any]) -> list[dict[str, A
                         "ahead": sum(d > 0 for d in deltas),
                         "seeds": len(deltas),
                         "deltas": deltas,
-                        "p_paired_t": p if len(deltas) > 1 else None,
+                        "p_paired_t": p,
                     }
                 )
     return gaps
@@ -106,6 +116,12 @@ def sweep_points(settings: Settings, results: dict[str, Any]) -> list[dict[str, 
     return points
 
 
+def _listed(keys: list[str], most: int = 12) -> str:
+    if not keys:
+        return ""
+    return "(" + ", ".join(keys[:most]) + (", ...)" if len(keys) > most else ")")
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
@@ -126,6 +142,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"- test: {summary['test_images']} digits, validation: {summary['val_images']} digits, "
         f"the same for every run; ViT/{s['patch_size']} at {s['image_size']} px, width "
         f"{s['embed_dim']}, {s['num_heads']} heads, {s['depth']} blocks",
+        f"- runs not (yet) made: {len(summary['missing'])} {_listed(summary['missing'])}",
         "",
         "Pre-training (held-out top-1 on its own classes):",
         "",
@@ -143,12 +160,13 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- {choice['init']}: **{choice['lr']:g}** ({tried})")
     lines += [
         "",
-        "| steps | shots/class | init | lr | test top-1 % mean ± std | per seed | "
+        "| steps | shots/class | init | lr | test top-1 % mean ± std | per seed (seeds) | "
         "rollout mass on ink % (ink patches %) |",
         "|---:|---:|---|---:|---:|---|---|",
     ]
     for row in summary["rows"]:
         per_seed = " ".join(_pct(v) for v in row["top1_per_seed"])
+        per_seed += f" ({','.join(map(str, row['seeds']))})"
         ink = "-"
         if "ink_mass" in row:
             ink = (

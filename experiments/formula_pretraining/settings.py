@@ -53,6 +53,9 @@ class Settings:
     warmup: float = _opt(0.1, "warm-up share of the steps (pre-training too)")
     shift: int = _opt(2, "augmentation: random shifts of up to this many pixels (all runs)")
     # Running.
+    report_only: bool = _opt(
+        False, "start no run: summarise the finished ones (an interrupted invocation's)"
+    )
     jobs: int = _opt(2, "runs side by side, one process and one torch thread each")
     cache_dir: Path = _opt(Path(".cache/synthetic"), "generated images are kept here")
     attention_images: int = _opt(6, "test images in attention.png")

@@ -39,9 +39,9 @@ def tiny_settings(tmp: Path) -> Settings:
     return parse_settings([*TINY, "--out", str(tmp / "out"), "--cache-dir", str(tmp / "cache")])
 
 
-def run_main(tmp: Path, jobs_: int) -> None:
+def run_main(tmp: Path, jobs_: int, *extra: str) -> None:
     threads = torch.get_num_threads()
-    argv = [*TINY, "--out", str(tmp / "out"), "--cache-dir", str(tmp / "cache")]
+    argv = [*TINY, "--out", str(tmp / "out"), "--cache-dir", str(tmp / "cache"), *extra]
     try:
         assert experiment.main([*argv, "--jobs", str(jobs_)]) == 0
     finally:
@@ -137,6 +137,26 @@ def test_a_rerun_resumes_without_running_anything(
     run_main(tmp, 1)
     again = json.loads((tmp / "out" / "results.json").read_text())
     assert again["rows"] == first["rows"] and again["gaps"] == first["gaps"]
+    assert again["missing"] == []
+
+
+def test_report_only_summarises_what_ran(
+    invocation: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp, first = invocation
+    monkeypatch.setattr(jobs.FinetuneJob, "run", None)  # calling it would fail loudly
+    lost = next((tmp / "out" / "runs").glob("vit-scratch_shots10_seed1_*.json"))
+    lost.unlink()
+    run_main(tmp, 1, "--report-only")
+    partial = json.loads((tmp / "out" / "results.json").read_text())
+    assert partial["missing"] == ["run:vit-scratch:10:1:3"]
+    scratch = next(r for r in partial["rows"] if r["init"] == "vit-scratch")
+    assert scratch["seeds"] == [0]
+    assert all(g["seeds"] == 1 and g["p_paired_t"] is None for g in partial["gaps"])
+    assert (
+        "runs not (yet) made: 1 (run:vit-scratch:10:1:3)"
+        in (tmp / "out" / "results.md").read_text()
+    )
 
 
 def test_plan_pairs_every_pretrained_run_with_a_scratch_run(tmp_path: Path) -> None:
