@@ -2,9 +2,10 @@
 
 Per initialisation: its pre-training (if any), then one fine-tuning per learning rate of the
 grid on the selection shots, scored on the validation digits; the best rate is then used for
-every seed, shot count and budget of that initialisation. Runs whose inputs are ready go to a
-pool of `jobs` processes in the order listed (pre-trainings first), so the scratch runs fill the
-second core while the first pre-trains.
+every seed, shot count and budget of that initialisation. `jobs` processes each take the first
+ready run in the list: pre-trainings, then the pre-trained initialisations' runs (the longest
+chain), then the rest, so scratch runs fill a free core while the other pre-trains and never
+hold up the runs that waited for a pre-training.
 """
 
 from __future__ import annotations
@@ -77,11 +78,11 @@ def _ready(job: Job, results: dict[str, Any]) -> Job:
 
 
 def build_tasks(settings: Settings) -> list[Task]:
+    """Every task, in the order free processes take them: the headline comparison first (its
+    pre-trained initialisations before the scratch ones), then the sweep."""
     s = settings
-    finetuned = headline_inits(s) + sweep_inits(s)
-    owners = list(dict.fromkeys(rate_owner(s, i) for i in finetuned))
-    pretrained = list(dict.fromkeys(i for i in finetuned + owners if i.source is not None))
     tasks: dict[str, Task] = {}
+    select_shots = min(s.shots)
 
     def add(task: Task) -> None:
         tasks.setdefault(task.key, task)
@@ -89,15 +90,21 @@ def build_tasks(settings: Settings) -> list[Task]:
     def needs(init: Init) -> tuple[str, ...]:
         return (f"pretrain:{init.name}",) if init.source is not None else ()
 
-    for init in pretrained:
-        add(Task(f"pretrain:{init.name}", job=functools.partial(_ready, PretrainJob(s, init))))
-    select_shots = min(s.shots)
-    for init in owners:
+    def prepare(init: Init) -> None:
+        """Its pre-training, and the choice of the rate it (or its owner) is fine-tuned with."""
+        owner = rate_owner(s, init)
+        for i in dict.fromkeys((init, owner)):
+            if i.source is not None:
+                add(Task(f"pretrain:{i.name}", job=functools.partial(_ready, PretrainJob(s, i))))
         for lr in s.lr_grid:
-            job = FinetuneJob(s, init, select_shots, None, s.steps, lr)
-            add(Task(f"select:{init.name}:{lr:g}", needs(init), job=functools.partial(_ready, job)))
-        deps = tuple(f"select:{init.name}:{lr:g}" for lr in s.lr_grid)
-        add(Task(f"rate:{init.name}", deps, reduce=functools.partial(choose_rate, s, init)))
+            job = FinetuneJob(s, owner, select_shots, None, s.steps, lr)
+            add(
+                Task(
+                    f"select:{owner.name}:{lr:g}", needs(owner), job=functools.partial(_ready, job)
+                )
+            )
+        deps = tuple(f"select:{owner.name}:{lr:g}" for lr in s.lr_grid)
+        add(Task(f"rate:{owner.name}", deps, reduce=functools.partial(choose_rate, s, owner)))
 
     def run(init: Init, shots: int, seed: int, steps: int) -> None:
         owner = rate_owner(s, init)
@@ -110,12 +117,16 @@ def build_tasks(settings: Settings) -> list[Task]:
         key = f"run:{init.name}:{shots}:{seed}:{steps}"
         add(Task(key, (*needs(init), f"rate:{owner.name}"), job=job))
 
-    for init in headline_inits(s):
-        for steps in s.budgets():
-            for shots in s.shots:
+    headline = sorted(headline_inits(s), key=lambda i: i.source is None)  # pre-trained first
+    for init in headline:
+        prepare(init)
+    for steps in s.budgets():
+        for shots in s.shots:
+            for init in headline:
                 for seed in range(s.seeds):
                     run(init, shots, seed, steps)
-    for init in sweep_inits(s):
+    for init in sweep_inits(s):  # point by point: each finishes before the next starts
+        prepare(init)
         for seed in range(s.sweep_seeds):
             run(init, 10, seed, s.steps)
     return list(tasks.values())
@@ -152,6 +163,8 @@ def run_tasks(tasks: list[Task], jobs: int) -> dict[str, Any]:
     try:
         while waiting or running:
             for task in [t for t in waiting if all(d in results for d in t.deps)]:
+                if pool is not None and len(running) >= jobs:
+                    break  # the next free process takes the first ready task in the list
                 waiting.remove(task)
                 if task.reduce is not None:
                     results[task.key] = task.reduce(results)
