@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from app.cores import available_cores
+
 log = logging.getLogger(__name__)
 
 Job = TypeVar("Job")
@@ -25,20 +27,12 @@ Job = TypeVar("Job")
 Arrays = tuple[np.ndarray, np.ndarray, list[str]]
 
 
-def default_workers() -> int:
-    """The cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def draw_classes(
     make_class: Callable[[Job], np.ndarray], jobs: Sequence[Job], workers: int | None
 ) -> np.ndarray:
     """`make_class` of every job, concatenated in job order, in up to `workers` processes
     (None: every core this process may use). The result never depends on `workers`."""
-    workers = min(workers or default_workers(), len(jobs))
+    workers = min(workers or available_cores(), len(jobs))
     if workers <= 1:
         return np.concatenate([make_class(job) for job in jobs])
     # spawn, not fork: the caller may already hold CUDA or torch's thread pools, which a
