@@ -54,7 +54,7 @@ def timm_twin(model: VisionTransformer) -> nn.Module:
 
 def resident_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Device memory a model holds between steps: parameters, gradients, optimizer state."""
-    tensors = [p for p in model.parameters()]
+    tensors: list[torch.Tensor] = list(model.parameters())
     tensors += [p.grad for p in model.parameters() if p.grad is not None]
     tensors += [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
@@ -136,7 +136,7 @@ def run_arch(
         fast = decide(TrainConfig(amp=args.amp, compile=compile_on), device)
         apply_backend(fast)
         pair = contenders(arch, args, fast, device)
-        size = pair[0].params.config.image_size  # type: ignore[union-attr]
+        size = config_from_name(arch, image_size=args.image_size).image_size
         batch = torch.randn(args.batch_size, 3, size, size, device=device)
         target = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
         for c in pair:  # warm-up: compilation, allocator, kernel selection

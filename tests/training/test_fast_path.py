@@ -28,7 +28,9 @@ def _tiny(seed: int = 0, **overrides: int | float) -> VisionTransformer:
     model = VisionTransformer(
         config_from_name("vit_tiny_patch4_32", depth=2, embed_dim=48, num_classes=10, **overrides)
     )
-    torch.nn.init.normal_(model.head.weight, std=0.02)  # a zero head would leave blocks no grad
+    head = model.head
+    assert isinstance(head, torch.nn.Linear)
+    torch.nn.init.normal_(head.weight, std=0.02)  # a zero head would leave blocks no grad
     return model
 
 
@@ -175,3 +177,28 @@ def test_bf16_loss_curve_follows_fp32(tmp_path: Path, device: torch.device) -> N
         assert curve[1]["val_loss"] < curve[0]["val_loss"] - 0.01
         assert curve[1]["val_acc1"] > 0.15  # chance: 0.1
     assert fp32[-1]["train_loss"] != bf16[-1]["train_loss"]  # autocast changed the arithmetic
+
+
+@pytest.mark.slow
+def test_a_compiled_run_matches_an_eager_run(tmp_path: Path) -> None:
+    """`--compile` through the loop on CPU: the same curve as eager up to float reassociation,
+    checkpoints with plain parameter names."""
+    lines = {}
+    for mode in (False, True):
+        out = tmp_path / f"compile_{mode}"
+        options = {
+            "data": "digits",
+            "model": TINY,
+            "epochs": 1,
+            "batch_size": 128,
+            "out": str(out),
+            "progress": False,
+            "compile": mode,
+            "workers": 0,
+        }
+        train(resolve("pretrain", cli=options), World())
+        lines[mode] = json.loads((out / "metrics.jsonl").read_text())
+        state = torch.load(out / "last.pt", weights_only=False)
+        assert not any(name.startswith("_orig_mod") for name in state["model"])
+    for key in ("train_loss", "val_loss"):
+        assert lines[True][key] == pytest.approx(lines[False][key], rel=1e-3), key
