@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -18,10 +19,10 @@ from PIL import Image
 
 from app.batcher import Batcher, Result
 from app.errors import ApiError, NotReady
-from app.images import decode_image
+from app.images import DecodeLimits, decode_image
 from app.metrics import Metrics
 from app.postprocess import heatmap_png, scale_attention, softmax, top_k
-from app.preprocess import normalise, resize_and_crop
+from app.preprocess import Box, crop_box, normalise, resize_and_crop, scale_box
 from app.schemas import AttentionGrid, AttentionPng, ImageResult, Prediction
 from app.session import OnnxModel
 from app.settings import Settings
@@ -33,9 +34,11 @@ AttentionMode = Literal["grid", "png", "none"]
 
 @dataclass
 class Prepared:
-    """One decoded image: the model's input, and the crop it saw when a heatmap is wanted."""
+    """One decoded image: the model's input, the region of the image it saw (in the pixels of
+    the image as sent, after EXIF orientation), and that crop when a heatmap is wanted."""
 
     tensor: np.ndarray
+    box: Box
     crop: Image.Image | None
 
 
@@ -49,13 +52,26 @@ class Classification:
 class Classifier:
     """Owns the thread pools and the batcher around one loaded model."""
 
-    def __init__(self, model: OnnxModel, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        settings: Settings,
+        metrics: Metrics,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_failure(reason)`: the service cannot go on (a dead batcher, a hung run)."""
         self.model = model
         self.settings = settings
         self.metrics = metrics
         self.ready = False
+        self._on_failure = on_failure
         self._preprocess_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="preprocess"
+        )
+        self._decode_limits = DecodeLimits(
+            settings.max_image_pixels,
+            settings.image_formats,
+            min_side=model.config.preprocess.resize,
         )
         self._inference_pool = ThreadPoolExecutor(
             settings.inference_workers, thread_name_prefix="onnxruntime"
@@ -68,7 +84,14 @@ class Classifier:
             max_queue=settings.max_queue,
             workers=settings.inference_workers,
             metrics=metrics,
+            run_timeout_s=settings.run_timeout_s,
+            on_failure=self._fail,
         )
+
+    def _fail(self, reason: str) -> None:
+        self.ready = False
+        if self._on_failure is not None:
+            self._on_failure(reason)
 
     async def start(self) -> None:
         """Warm up with a full batch, start batching, then report ready."""
@@ -88,19 +111,22 @@ class Classifier:
         )
 
     async def stop(self) -> None:
-        """Answer every queued image, then release the threads."""
+        """Answer every queued image, then release the threads (waiting for them off the
+        event loop, which keeps serving until the server stops it)."""
         self.ready = False
         await self.batcher.stop()
-        self._preprocess_pool.shutdown(wait=True)
-        self._inference_pool.shutdown(wait=True)
+        for pool in (self._preprocess_pool, self._inference_pool):
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     def prepare(self, data: bytes, keep_crop: bool) -> Prepared:
         """Bytes -> model input (blocking; runs in the preprocessing pool)."""
         started = time.perf_counter()
         spec = self.model.config.preprocess
-        image = decode_image(data, self.settings.max_image_pixels, min_side=spec.resize)
+        decoded = decode_image(data, self._decode_limits)
+        image = decoded.image
         crop = resize_and_crop(image, spec)
-        prepared = Prepared(normalise(crop, spec), crop if keep_crop else None)
+        box = scale_box(crop_box(image.size, spec), image.size, decoded.size)
+        prepared = Prepared(normalise(crop, spec), box, crop if keep_crop else None)
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
         return prepared
 
@@ -178,5 +204,6 @@ class Classifier:
 
 
 def _heatmap(item: Prepared, rollout: np.ndarray) -> str:
-    assert item.crop is not None, "the crop is kept when a heatmap is asked for"
+    if item.crop is None:  # prepare() keeps it whenever a heatmap is asked for
+        raise RuntimeError("no crop kept for the heatmap")
     return heatmap_png(item.crop, rollout)
