@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from app.cores import available_cores
 from app.model_config import PreprocessConfig
-from app.settings import available_cores
 from training.augment import TrainTransform, eval_transform, sample_seed
 from training.data.base import ImageSet
 
