@@ -160,8 +160,8 @@ class Batcher:
         """Refuse new images, run every queued one, then end the loop."""
         self._closing = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        if self._task is not None:  # a task that died has been reported (_on_task_end)
+            await asyncio.gather(self._task, return_exceptions=True)
 
     @property
     def alive(self) -> bool:
