@@ -91,7 +91,10 @@ def test_api_can_be_published_on_every_interface(compose: Compose) -> None:
         VITSERVE_API_PORT="8080",
         VITSERVE_API_MEMORY="2g",
     )["services"]["api"]
-    assert [(p["host_ip"], p["published"]) for p in api["ports"]] == [("0.0.0.0", "8080")]
+    assert [(p["host_ip"], p["published"]) for p in api["ports"]] == [
+        ("0.0.0.0", "8080"),
+        ("0.0.0.0", "8001"),  # gRPC
+    ]
     assert int(api["mem_limit"]) == 2 * 2**30
 
 
