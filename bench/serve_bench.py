@@ -1,12 +1,16 @@
 """Load benchmark of the service: raw onnxruntime vs the batching server vs a naive server.
 
     python bench/serve_bench.py [--duration 30] [--concurrency 1 8 32 64] [--out results.json]
+    python bench/serve_bench.py --inputs jpeg pixels --servers batching --concurrency 32
 
 In one run on one machine:
 1. exports ViT-Ti/16 at 224 with random weights (training.export.export_model), unless
    --model-dir names an exported directory;
-2. the server (`python -m app`, dynamic batching) under wrk at each concurrency, posting one
-   multipart JPEG per request (bench/serve_wrk.lua);
+2. the server (`python -m app`, dynamic batching) under wrk at each concurrency, for each input
+   (`--inputs`): `jpeg` posts one multipart JPEG per request to /classify; `pixels` posts one
+   preprocessed image per request to the Open Inference Protocol's
+   /v2/models/{name}/infer as binary tensor data (a JSON header, then 1x3xHxW float32 bytes,
+   outputs in binary), as tritonclient sends it (bench/serve_wrk.lua);
 3. raw onnxruntime throughput at the server's batch size with the server's session settings and
    as many concurrent runs as it has inference workers, measured at each concurrency between
    the two servers' runs, so that a neighbour's load drifting over the run hits all three alike;
@@ -34,7 +38,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -42,7 +48,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.settings import Settings, available_cores  # noqa: E402
+from app.cores import available_cores  # noqa: E402
+from app.model_config import INPUT_NAME, read_model_config  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 WRK_SCRIPT = REPO / "bench" / "serve_wrk.lua"
 
@@ -132,6 +140,7 @@ class Server:
         full_env |= env | {
             "VITSERVE_MODEL_DIR": str(model_dir),
             "VITSERVE_PORT": str(self.port),
+            "VITSERVE_GRPC_PORT": "0",
             "VITSERVE_LOG_LEVEL": "warning",
         }
         self.process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=full_env)
@@ -158,11 +167,11 @@ class Server:
 
     def batch_sizes(self) -> tuple[float, float]:
         """(session runs, images) so far, from /metrics."""
-        values = {}
+        values = {"vitserve_batch_size_count": 0.0, "vitserve_batch_size_sum": 0.0}
         for line in httpx.get(f"{self.url}/metrics").text.splitlines():
-            for name in ("vitserve_batch_size_count", "vitserve_batch_size_sum"):
-                if line.startswith(name + " "):
-                    values[name] = float(line.split()[1])
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            if name in values:  # summed over the model and version labels
+                values[name] += float(line.rsplit(" ", 1)[1])
         return values["vitserve_batch_size_count"], values["vitserve_batch_size_sum"]
 
     def stop(self) -> None:
@@ -170,7 +179,44 @@ class Server:
         self.process.wait(60)
 
 
-def run_wrk(url: str, jpeg: Path, connections: int, seconds: float) -> dict[str, float]:
+@dataclass(frozen=True)
+class Load:
+    """What wrk posts and where: `jpeg` (multipart to /classify) or `pixels` (binary tensors
+    to /v2/models/{name}/infer)."""
+
+    input: str
+    path: str
+    env: dict[str, str]
+
+
+def jpeg_load(jpeg: Path) -> Load:
+    return Load("jpeg", "/classify", {"BENCH_JPEG": str(jpeg)})
+
+
+def pixels_load(model_dir: Path, out: Path) -> Load:
+    """One image's pixel_values as the binary tensor data extension carries it."""
+    config = read_model_config(model_dir)
+    height, width = config.preprocess.crop
+    pixels = np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": INPUT_NAME,
+                    "datatype": "FP32",
+                    "shape": list(pixels.shape),
+                    "parameters": {"binary_data_size": pixels.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    out.write_bytes(header + pixels.astype("<f4").tobytes())
+    env = {"BENCH_BODY": str(out), "BENCH_HEADER_LENGTH": str(len(header))}
+    return Load("pixels", f"/v2/models/{config.name}/infer", env)
+
+
+def run_wrk(url: str, load: Load, connections: int, seconds: float) -> dict[str, Any]:
     """One wrk run: requests/s, p50/p99 latency (ms), errors, wrk's CPU (share of one core)."""
     command = [
         "wrk",
@@ -181,7 +227,7 @@ def run_wrk(url: str, jpeg: Path, connections: int, seconds: float) -> dict[str,
         "60s",
         "-s",
         str(WRK_SCRIPT),
-        f"{url}/classify",
+        f"{url}{load.path}",
     ]
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -190,7 +236,7 @@ def run_wrk(url: str, jpeg: Path, connections: int, seconds: float) -> dict[str,
         capture_output=True,
         text=True,
         check=True,
-        env=os.environ | {"BENCH_JPEG": str(jpeg)},
+        env=os.environ | load.env,
     ).stdout
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -200,6 +246,7 @@ def run_wrk(url: str, jpeg: Path, connections: int, seconds: float) -> dict[str,
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     fields = {k: float(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
     return {
+        "input": load.input,
         "concurrency": connections,
         "requests_per_s": fields["requests"] / (fields["duration_us"] / 1e6),
         "p50_ms": fields["p50_us"] / 1000,
@@ -214,37 +261,45 @@ def load_test(
     model_dir: Path,
     envs: dict[str, dict[str, str]],
     raw: RawSession,
-    jpeg: Path,
+    loads: list[Load],
     concurrency: list[int],
     seconds: float,
-) -> dict[str, list[dict[str, float]]]:
-    """Both servers up at once (idle ones sleep: no spinning); at each concurrency the batching
-    server, raw onnxruntime and the naive server run back to back, so a noisy neighbour affects
-    all three alike."""
+) -> dict[str, list[dict[str, Any]]]:
+    """The servers up at once (idle ones sleep: no spinning); at each concurrency and input the
+    servers run back to back with raw onnxruntime measured after the first of them, so a noisy
+    neighbour affects all alike."""
     servers = {name: Server(model_dir, env) for name, env in envs.items()}
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name in (*servers, "raw")}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in (*servers, "raw")}
     try:
         for connections in concurrency:
-            for name, server in servers.items():
-                if name == "naive":  # raw onnxruntime between the two servers
-                    row = raw.measure(min(10.0, seconds)) | {"concurrency": connections}
-                    rows["raw"].append(row)
-                    print("raw", json.dumps(row), flush=True)
-                run_wrk(server.url, jpeg, connections, min(3.0, seconds))  # settle at this load
-                runs_before, images_before = server.batch_sizes()
-                cpu_before = server.cpu_s()
-                row = run_wrk(server.url, jpeg, connections, seconds)
-                cpu = server.cpu_s() - cpu_before
-                runs, images = server.batch_sizes()
-                row["mean_batch"] = (images - images_before) / max(1.0, runs - runs_before)
-                row["cpu_ms_per_request"] = 1000 * cpu / max(1.0, row["requests"])
-                row["load_average"] = os.getloadavg()[0]
-                rows[name].append(row)
-                print(name, json.dumps(row), flush=True)
+            for load in loads:
+                for position, (name, server) in enumerate(servers.items()):
+                    row = run_server(server, load, connections, seconds)
+                    rows[name].append(row)
+                    print(name, json.dumps(row), flush=True)
+                    if position == 0:  # raw onnxruntime right after the batching server
+                        raw_row: dict[str, Any] = dict(raw.measure(min(10.0, seconds)))
+                        raw_row |= {"concurrency": connections, "input": load.input}
+                        rows["raw"].append(raw_row)
+                        print("raw", json.dumps(raw_row), flush=True)
         return rows
     finally:
         for server in servers.values():
             server.stop()
+
+
+def run_server(server: Server, load: Load, connections: int, seconds: float) -> dict[str, Any]:
+    """One measured wrk run after a settling one, with the server's batches and CPU."""
+    run_wrk(server.url, load, connections, min(3.0, seconds))  # settle at this load
+    runs_before, images_before = server.batch_sizes()
+    cpu_before = server.cpu_s()
+    row: dict[str, Any] = run_wrk(server.url, load, connections, seconds)
+    cpu = server.cpu_s() - cpu_before
+    runs, images = server.batch_sizes()
+    row["mean_batch"] = (images - images_before) / max(1.0, runs - runs_before)
+    row["cpu_ms_per_request"] = 1000 * cpu / max(1.0, row["requests"])
+    row["load_average"] = os.getloadavg()[0]
+    return row
 
 
 def markdown(results: dict) -> str:
@@ -257,14 +312,15 @@ def markdown(results: dict) -> str:
         + f" images/s); load average {results['load_average'][0]:.1f} before, "
         f"{results['load_average'][1]:.1f} after",
         "",
-        "| server | concurrency | requests/s | % of raw | p50 ms | p99 ms | mean batch "
+        "| server | input | concurrency | requests/s | % of raw | p50 ms | p99 ms | mean batch "
         "| CPU ms/request | raw CPU share | wrk cores | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("batching", "naive"):
+    for name in results["servers"]:
         for row, raw_row in zip(results[name], results["raw_runs"], strict=True):
             lines.append(
-                f"| {name} | {row['concurrency']} | {row['requests_per_s']:.1f} | "
+                f"| {name} | {row['input']} | {row['concurrency']} | "
+                f"{row['requests_per_s']:.1f} | "
                 f"{100 * row['requests_per_s'] / raw_row['images_per_s']:.0f}% | "
                 f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['mean_batch']:.1f} | "
                 f"{row['cpu_ms_per_request']:.1f} | "
@@ -273,9 +329,10 @@ def markdown(results: dict) -> str:
             )
     lines += [
         "",
-        "% of raw: requests/s over the raw images/s measured at the same concurrency, between "
-        "the two servers' runs. Raw CPU share: raw onnxruntime's CPU ms per image over the "
-        "server's CPU ms per request (the part of the server's CPU that is the model).",
+        "% of raw: requests/s (one image each) over the raw images/s measured right after the "
+        "batching server's run at the same concurrency and input. Raw CPU share: raw "
+        "onnxruntime's CPU ms per image over the server's CPU ms per request (the part of the "
+        "server's CPU that is the model).",
     ]
     return "\n".join(lines)
 
@@ -292,6 +349,20 @@ def main() -> None:
         "--threads", type=int, help="onnxruntime intra-op threads per run (default: cores/workers)"
     )
     parser.add_argument("--preprocess-threads", type=int, default=1)
+    parser.add_argument(
+        "--inputs",
+        nargs="+",
+        choices=["jpeg", "pixels"],
+        default=["jpeg"],
+        help="jpeg: multipart JPEG to /classify; pixels: binary pixel_values to /v2 .../infer",
+    )
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=["batching", "naive"],
+        default=["batching", "naive"],
+        help="naive: the same app with batch size 1",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -299,7 +370,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="vitserve-bench-") as tmp:
         model_dir = args.model_dir or export_vit_tiny(Path(tmp) / "vit-tiny")
-        jpeg = bench_jpeg(Path(tmp) / "bench.jpg")
+        loads = {
+            "jpeg": lambda: jpeg_load(bench_jpeg(Path(tmp) / "bench.jpg")),
+            "pixels": lambda: pixels_load(model_dir, Path(tmp) / "pixels.bin"),
+        }
         settings = Settings(
             providers="cpu",
             intra_op_threads=args.threads or 0,
@@ -317,7 +391,9 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         raw = RawSession(model_dir, settings)
         envs = {"batching": env, "naive": env | {"VITSERVE_MAX_BATCH_SIZE": "1"}}
-        rows = load_test(model_dir, envs, raw, jpeg, args.concurrency, args.duration)
+        envs = {name: envs[name] for name in args.servers}
+        chosen = [loads[name]() for name in args.inputs]
+        rows = load_test(model_dir, envs, raw, chosen, args.concurrency, args.duration)
         raw_runs = rows.pop("raw")
         summary: dict[str, object] = {
             key: sum(row[key] for row in raw_runs) / len(raw_runs)
@@ -327,6 +403,7 @@ def main() -> None:
         results: dict = {
             "cores": available_cores(),
             "workers": args.workers,
+            "servers": list(envs),
             "threads": settings.onnx_threads,
             "settings": env,
             "load_average": [load_before, os.getloadavg()[0]],

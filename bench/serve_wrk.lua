@@ -1,17 +1,33 @@
--- wrk script: POST one JPEG to /classify as multipart/form-data (a `file` part).
--- The JPEG's path comes from the BENCH_JPEG environment variable.
-local path = os.getenv("BENCH_JPEG")
-local file = assert(io.open(path, "rb"), "cannot open BENCH_JPEG=" .. tostring(path))
-local jpeg = file:read("*a")
-file:close()
+-- wrk script: one request per call, as the benchmark's environment says.
+--   BENCH_BODY (+ BENCH_CONTENT_TYPE, BENCH_HEADER_LENGTH): post that file's bytes as they are
+--     (the Open Inference Protocol's binary tensors: a JSON header then the raw FP32 data, with
+--     `Inference-Header-Content-Length` saying how long the JSON is);
+--   otherwise BENCH_JPEG: post that JPEG to /classify as multipart/form-data (a `file` part).
+local function read(path, what)
+  local file = assert(io.open(path, "rb"), "cannot open " .. what .. "=" .. tostring(path))
+  local data = file:read("*a")
+  file:close()
+  return data
+end
 
-local boundary = "vitservebenchboundary"
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
-wrk.body = "--" .. boundary .. "\r\n"
-  .. "Content-Disposition: form-data; name=\"file\"; filename=\"bench.jpg\"\r\n"
-  .. "Content-Type: image/jpeg\r\n\r\n"
-  .. jpeg .. "\r\n--" .. boundary .. "--\r\n"
+local body_path = os.getenv("BENCH_BODY")
+if body_path then
+  wrk.body = read(body_path, "BENCH_BODY")
+  wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/octet-stream"
+  local header_length = os.getenv("BENCH_HEADER_LENGTH")
+  if header_length then
+    wrk.headers["Inference-Header-Content-Length"] = header_length
+  end
+else
+  local jpeg = read(os.getenv("BENCH_JPEG"), "BENCH_JPEG")
+  local boundary = "vitservebenchboundary"
+  wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+  wrk.body = "--" .. boundary .. "\r\n"
+    .. "Content-Disposition: form-data; name=\"file\"; filename=\"bench.jpg\"\r\n"
+    .. "Content-Type: image/jpeg\r\n\r\n"
+    .. jpeg .. "\r\n--" .. boundary .. "--\r\n"
+end
 
 -- Non-2xx answers and timeouts are reported, so a run with errors cannot pass for a fast one.
 function done(summary, latency, requests)
