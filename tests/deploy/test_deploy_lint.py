@@ -12,12 +12,24 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from deploy_tools import DOCKER_DIR, DOCKERFILES, PROMETHEUS_CONFIGS, ROOT, require
+from deploy_tools import (
+    DOCKER_DIR,
+    DOCKERFILES,
+    HAPROXY_CONFIG,
+    PROMETHEUS_CONFIGS,
+    ROOT,
+    require,
+)
 
 
 def test_the_files_exist() -> None:
     names = {path.name for path in DOCKERFILES}
-    assert {"Dockerfile.serve", "Dockerfile.train", "Dockerfile.prometheus"} <= names
+    assert {
+        "Dockerfile.serve",
+        "Dockerfile.train",
+        "Dockerfile.prometheus",
+        "Dockerfile.lb",
+    } <= names
     assert {path.name for path in PROMETHEUS_CONFIGS} == {"prometheus.yml", "prometheus.host.yml"}
 
 
@@ -37,6 +49,27 @@ def test_promtool_check_config(config) -> None:
         [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_haproxy_check_config() -> None:
+    haproxy = require("haproxy", "install Debian's haproxy (apt-get install haproxy)")
+    done = subprocess.run(
+        [haproxy, "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Warning" not in done.stdout + done.stderr
+
+
+def test_haproxy_balances_checks_and_retries_as_documented() -> None:
+    """The load balancer's contract (docs/deploy.md): replicas found by DNS, least outstanding
+    requests, /readyz checks, retries only of requests that never reached a replica."""
+    config = HAPROXY_CONFIG.read_text()
+    assert config.count("server-template api 1-16 api:") == 2
+    assert config.count("balance leastconn") == 2
+    assert "option httpchk GET /readyz" in config
+    assert re.findall(r"^\s*retry-on (.+)$", config, re.MULTILINE) == ["conn-failure"]
+    assert "bind :8001 proto h2" in config
+    assert "use-service prometheus-exporter" in config
 
 
 def test_serving_image_is_built_without_torch() -> None:
@@ -138,3 +171,14 @@ def test_healthcheck_fails_when_nothing_listens(readyz: HTTPServer) -> None:
     done = run_healthcheck(port)
     assert done.returncode == 1
     assert "/readyz" in done.stderr
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/deploy.md"])
+def test_documented_deploy_commands_name_files_that_exist(doc: str) -> None:
+    """Every compose file (`-f X.yml`) and kustomize directory (`kubectl kustomize X`) that the
+    docs tell people to use is in the repository."""
+    text = (ROOT / doc).read_text()
+    paths = re.findall(r"-f (\S+\.yml)", text) + re.findall(r"kubectl kustomize (\S+)", text)
+    assert paths
+    missing = [path for path in paths if not (ROOT / path).exists()]
+    assert missing == []
