@@ -91,7 +91,9 @@ def test_api_can_be_published_on_every_interface(compose: Compose) -> None:
         VITSERVE_API_PORT="8080",
         VITSERVE_API_MEMORY="2g",
     )["services"]["api"]
-    assert [(p["host_ip"], p["published"]) for p in api["ports"]] == [("0.0.0.0", "8080")]
+    published = {p["target"]: (p["host_ip"], p["published"]) for p in api["ports"]}
+    assert published[8000] == ("0.0.0.0", "8080")
+    assert {host for host, _ in published.values()} == {"0.0.0.0"}  # gRPC too
     assert int(api["mem_limit"]) == 2 * 2**30
 
 
