@@ -19,7 +19,7 @@ from PIL import Image
 
 from app.batcher import Batcher, Result
 from app.errors import ApiError, NotReady
-from app.images import DecodeLimits, decode_image
+from app.images import DecodeLimits, decode_image, follow_pixel_limit
 from app.metrics import Metrics
 from app.postprocess import heatmap_png, scale_attention, softmax, top_k
 from app.preprocess import Box, crop_box, normalise, resize_and_crop, scale_box
@@ -68,6 +68,7 @@ class Classifier:
         self._preprocess_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="preprocess"
         )
+        follow_pixel_limit(settings.max_image_pixels)
         self._decode_limits = DecodeLimits(
             settings.max_image_pixels,
             settings.image_formats,
