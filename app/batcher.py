@@ -72,6 +72,8 @@ class Batcher:
         self.max_queue = max_queue
         self.workers = workers
         self._metrics = metrics
+        if metrics is not None:  # beside the depth, so that "how full" is one division
+            metrics.queue_capacity.set(max_queue)
         self._queue: deque[_Item] = deque()
         self._reserved = 0  # admitted images not yet taken into a batch
         self._queued = 0  # of those, the ones in the queue whose caller still waits

@@ -80,6 +80,7 @@ class Classifier:
             )
         self.batcher.start()
         self.ready = True
+        self.metrics.set_ready(self.model.config.name, True)
         log.info(
             "warmed up with %d x batch %d in %.2f s; ready",
             self.settings.warmup_runs,
@@ -90,6 +91,7 @@ class Classifier:
     async def stop(self) -> None:
         """Answer every queued image, then release the threads."""
         self.ready = False
+        self.metrics.set_ready(self.model.config.name, False)
         await self.batcher.stop()
         self._preprocess_pool.shutdown(wait=True)
         self._inference_pool.shutdown(wait=True)

@@ -71,6 +71,17 @@ class Metrics:
         self.queue_depth = Gauge(
             "vitserve_queue_depth", "Images admitted and not yet computing.", registry=r
         )
+        self.queue_capacity = Gauge(
+            "vitserve_queue_capacity",
+            "Images the queue admits at most (VITSERVE_MAX_QUEUE).",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "vitserve_ready",
+            "1 while the model is loaded, warmed up and taking requests; 0 otherwise.",
+            ["model"],
+            registry=r,
+        )
         self.rejected = Counter(
             "vitserve_rejected",
             "Requests or images refused or dropped, by reason.",
@@ -87,8 +98,14 @@ class Metrics:
         )
 
     def set_model(self, name: str, version: str, providers: Sequence[str]) -> None:
+        """The model loaded (not ready until `set_ready`)."""
         self.model_info.clear()
         self.model_info.labels(name, version, ",".join(providers)).set(1)
+        self.ready.clear()
+        self.ready.labels(name).set(0)
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        self.ready.labels(name).set(1 if ready else 0)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(default=64_000_000, ge=1, description="width x height, at most")
 
+    # What people see
+    demo: bool = Field(default=True, description="serve the demo page at / and /demo")
+    attention_png_max_side: int = Field(
+        default=512, ge=16, le=4096, description="attention=png: the heatmap's long side, at most"
+    )
+
     @field_validator("providers", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
