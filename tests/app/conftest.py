@@ -4,6 +4,7 @@ processes scraping them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -162,7 +163,7 @@ class Prometheus:
             assert time.monotonic() < deadline, f"no series for {expr}\n{self.log()}"
             try:
                 result = self.query(expr)
-            except httpx.TransportError:
+            except (httpx.TransportError, json.JSONDecodeError):  # still starting up
                 result = []
             if result:
                 return result
@@ -209,15 +210,14 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 StartPrometheus = Callable[..., Prometheus]
 
 
-@pytest.fixture
-def start_prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
+@pytest.fixture(scope="module")
+def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartPrometheus]:
     """Start Prometheus processes: `start_prometheus([server.port], rule_files=(...))`; every
-    one is stopped at the end of the test."""
+    one is stopped at the end of the module."""
     started: list[Prometheus] = []
 
     def start(targets: list[int], rule_files: tuple[Path, ...] = ()) -> Prometheus:
-        workdir = tmp_path / f"prometheus-{len(started)}"
-        workdir.mkdir()
+        workdir = tmp_path_factory.mktemp("prometheus")
         started.append(Prometheus(workdir, targets, rule_files))
         return started[-1]
 
