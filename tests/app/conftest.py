@@ -177,13 +177,16 @@ StartServer = Callable[..., Server]
 def start_server(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StartServer]:
-    """Start servers with settings overrides (VITSERVE_ names, lower case, without prefix);
-    every one is stopped at the end of the module."""
+    """Start servers with settings overrides (VITSERVE_ names, lower case, without prefix),
+    serving the tiny model unless `model_dir` says otherwise; every one is stopped at the end
+    of the module."""
     servers: list[Server] = []
 
-    def start(wait: str | None = "/readyz", **settings: object) -> Server:
+    def start(
+        wait: str | None = "/readyz", model_dir: Path | None = None, **settings: object
+    ) -> Server:
         log = tmp_path_factory.mktemp("server") / "server.log"
-        server = Server(tiny_model_dir, log, **settings)
+        server = Server(model_dir or tiny_model_dir, log, **settings)
         servers.append(server)
         if wait:
             server.wait(wait)
