@@ -18,10 +18,10 @@ from PIL import Image
 
 from app.batcher import Batcher, Result
 from app.errors import ApiError, NotReady
-from app.images import decode_image
+from app.images import DecodeLimits, decode_image
 from app.metrics import Metrics
 from app.postprocess import heatmap_png, scale_attention, softmax, top_k
-from app.preprocess import normalise, resize_and_crop
+from app.preprocess import Box, crop_box, normalise, resize_and_crop, scale_box
 from app.schemas import AttentionGrid, AttentionPng, ImageResult, Prediction
 from app.session import OnnxModel
 from app.settings import Settings
@@ -33,9 +33,11 @@ AttentionMode = Literal["grid", "png", "none"]
 
 @dataclass
 class Prepared:
-    """One decoded image: the model's input, and the crop it saw when a heatmap is wanted."""
+    """One decoded image: the model's input, the region of the image it saw (in the pixels of
+    the image as sent, after EXIF orientation), and that crop when a heatmap is wanted."""
 
     tensor: np.ndarray
+    box: Box
     crop: Image.Image | None
 
 
@@ -56,6 +58,11 @@ class Classifier:
         self.ready = False
         self._preprocess_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="preprocess"
+        )
+        self._decode_limits = DecodeLimits(
+            settings.max_image_pixels,
+            settings.image_formats,
+            min_side=model.config.preprocess.resize,
         )
         self._inference_pool = ThreadPoolExecutor(
             settings.inference_workers, thread_name_prefix="onnxruntime"
@@ -100,9 +107,11 @@ class Classifier:
         """Bytes -> model input (blocking; runs in the preprocessing pool)."""
         started = time.perf_counter()
         spec = self.model.config.preprocess
-        image = decode_image(data, self.settings.max_image_pixels, min_side=spec.resize)
+        decoded = decode_image(data, self._decode_limits)
+        image = decoded.image
         crop = resize_and_crop(image, spec)
-        prepared = Prepared(normalise(crop, spec), crop if keep_crop else None)
+        box = scale_box(crop_box(image.size, spec), image.size, decoded.size)
+        prepared = Prepared(normalise(crop, spec), box, crop if keep_crop else None)
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
         return prepared
 

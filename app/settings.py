@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
 Providers = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+# Image formats: the default allowlist, and every format the service can be told to accept.
+# TIFF is accepted only on request, and then its tile and strip sizes are checked too
+# (app/images.py). PostScript and the like are never decoded: Pillow would run Ghostscript.
+DEFAULT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+SUPPORTED_IMAGE_FORMATS = (*DEFAULT_IMAGE_FORMATS, "TIFF")
+# The largest pixel limit accepted: what a C int counts, as Pillow sizes images with C ints.
+# Beyond it the limit would not be the decoder's; JPEG itself stops at 65500 x 65500.
+MAX_DECODABLE_PIXELS = 2**31 - 1
 
 
 def available_cores() -> int:
@@ -68,7 +77,44 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1, description="request body, at most"
     )
-    max_image_pixels: int = Field(default=64_000_000, ge=1, description="width x height, at most")
+    max_image_pixels: int = Field(
+        default=64_000_000,
+        ge=1,
+        le=MAX_DECODABLE_PIXELS,
+        description="width x height of one image, at most, weighted by its bytes per pixel",
+    )
+
+    # Hostile input and slow clients (docs/serving.md, "Limits and hardening")
+    image_formats: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_IMAGE_FORMATS, description="Pillow format names accepted, comma-separated"
+    )
+    max_parts: int = Field(
+        default=256, ge=1, description="multipart parts of any name per request, at most"
+    )
+    max_part_header_bytes: int = Field(
+        default=64 * 1024, ge=1, description="bytes of all multipart part headers, at most"
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="bytes of a request's line and headers, at most"
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="from a request's first byte (or the connection) to its "
+        "last header line, at most",
+    )
+    body_timeout_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="from the headers to the body's last byte, at most; 0: 10 s plus the upload "
+        "limit at 1 MiB/s",
+    )
+    max_connections: int = Field(default=1024, ge=1, description="open connections, at most")
+    max_buffered_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="request bytes held at once across all requests; 0: 4 x the upload limit",
+    )
 
     # What people see
     demo: bool = Field(default=True, description="serve the demo page at / and /demo")
@@ -81,6 +127,26 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("image_formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(str(name).strip().upper() for name in value if str(name).strip())
+        return value
+
+    @field_validator("image_formats")
+    @classmethod
+    def _known_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in SUPPORTED_IMAGE_FORMATS]
+        if unknown or not value:
+            raise ValueError(
+                f"image_formats: {', '.join(unknown) or '(none)'} not among "
+                f"{', '.join(SUPPORTED_IMAGE_FORMATS)}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:
         if self.max_queue < self.max_batch_size:
@@ -89,6 +155,24 @@ class Settings(BaseSettings):
                 f"(max_batch_size {self.max_batch_size})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _buffer_holds_an_upload(self) -> Settings:
+        if self.buffered_bytes_limit < self.max_upload_bytes:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must hold at least one upload "
+                f"(max_upload_bytes {self.max_upload_bytes})"
+            )
+        return self
+
+    @property
+    def body_read_timeout_s(self) -> float:
+        """The body timeout in force: set, or scaled to the upload limit (a 1 MiB/s client)."""
+        return self.body_timeout_s or 10.0 + self.max_upload_bytes / 2**20
+
+    @property
+    def buffered_bytes_limit(self) -> int:
+        return self.max_buffered_bytes or 4 * self.max_upload_bytes
 
     @property
     def onnx_threads(self) -> int:
