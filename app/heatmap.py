@@ -13,8 +13,7 @@ import numpy as np
 from PIL import Image
 
 from app.postprocess import scale_attention
-
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in an image's pixels
+from app.preprocess import Box, to_8bit
 
 # The demo page uses the same ramp: dark blue, blue, cyan, yellow, red, dark red.
 _STOPS = np.array(
@@ -43,6 +42,16 @@ def sample_bilinear(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.
     fr, fc = (rows - r0)[:, None], cols - c0
     along = grid[:, c0] * (1 - fc) + grid[:, c1] * fc  # (gh, W)
     return along[r0] * (1 - fr) + along[r1] * fr
+
+
+def fit_long_side(image: Image.Image, max_side: int) -> Image.Image:
+    """`image` in 8 bits ("L" or "RGB"), shrunk to a long side of at most `max_side`."""
+    image = to_8bit(image)
+    scale = max_side / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def render_heatmap(image: Image.Image, attention: np.ndarray, crop: Box) -> Image.Image:

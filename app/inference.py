@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -18,10 +18,11 @@ from PIL import Image
 
 from app.batcher import Batcher, Result
 from app.errors import ApiError, NotReady
+from app.heatmap import fit_long_side, heatmap_png
 from app.images import DecodeLimits, decode_image
 from app.metrics import Metrics
-from app.postprocess import heatmap_png, scale_attention, softmax, top_k
-from app.preprocess import Box, crop_box, normalise, resize_and_crop, scale_box
+from app.postprocess import scale_attention, softmax, top_k
+from app.preprocess import Box, Size, crop_box, normalise, resize_and_crop, scale_box
 from app.schemas import AttentionGrid, AttentionPng, ImageResult, Prediction
 from app.session import OnnxModel
 from app.settings import Settings
@@ -33,12 +34,15 @@ AttentionMode = Literal["grid", "png", "none"]
 
 @dataclass
 class Prepared:
-    """One decoded image: the model's input, the region of the image it saw (in the pixels of
-    the image as sent, after EXIF orientation), and that crop when a heatmap is wanted."""
+    """One decoded image: the model's input; the region of the image it saw, `box`, in the
+    pixels of the image as sent (`size`, after EXIF orientation); and, when a heatmap is wanted,
+    the image to draw it on (`shown`, 8-bit, long side at most VITSERVE_ATTENTION_PNG_MAX_SIDE).
+    """
 
     tensor: np.ndarray
     box: Box
-    crop: Image.Image | None
+    size: Size
+    shown: Image.Image | None
 
 
 @dataclass
@@ -63,6 +67,11 @@ class Classifier:
             settings.max_image_pixels,
             settings.image_formats,
             min_side=model.config.preprocess.resize,
+        )
+        # attention=png draws on the image itself: JPEG draft mode must keep enough of it.
+        self._heatmap_decode_limits = replace(
+            self._decode_limits,
+            min_side=max(model.config.preprocess.resize, settings.attention_png_max_side),
         )
         self._inference_pool = ThreadPoolExecutor(
             settings.inference_workers, thread_name_prefix="onnxruntime"
@@ -103,15 +112,18 @@ class Classifier:
         self._preprocess_pool.shutdown(wait=True)
         self._inference_pool.shutdown(wait=True)
 
-    def prepare(self, data: bytes, keep_crop: bool) -> Prepared:
+    def prepare(self, data: bytes, keep_image: bool) -> Prepared:
         """Bytes -> model input (blocking; runs in the preprocessing pool)."""
         started = time.perf_counter()
         spec = self.model.config.preprocess
-        decoded = decode_image(data, self._decode_limits)
+        decoded = decode_image(
+            data, self._heatmap_decode_limits if keep_image else self._decode_limits
+        )
         image = decoded.image
         crop = resize_and_crop(image, spec)
         box = scale_box(crop_box(image.size, spec), image.size, decoded.size)
-        prepared = Prepared(normalise(crop, spec), box, crop if keep_crop else None)
+        shown = fit_long_side(image, self.settings.attention_png_max_side) if keep_image else None
+        prepared = Prepared(normalise(crop, spec), box, decoded.size, shown)
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
         return prepared
 
@@ -125,7 +137,7 @@ class Classifier:
         pending = len(images)  # admitted, not yet handed to the batcher
         futures: list[asyncio.Future[Result]] = []
         try:
-            prepared = await self._prepare_all(images, keep_crop=attention == "png")
+            prepared = await self._prepare_all(images, keep_image=attention == "png")
             for item in prepared:
                 futures.append(self.batcher.submit(item.tensor))
                 pending -= 1
@@ -147,19 +159,21 @@ class Classifier:
                     for outcome, item in zip(outcomes, prepared, strict=True)
                 )
             )
-            for result, png in zip(results, pngs, strict=True):
-                result.attention = AttentionPng(grid=self.model.config.grid, png=png)
+            for result, item, png in zip(results, prepared, pngs, strict=True):
+                result.attention = AttentionPng(
+                    grid=self.model.config.grid, png=png, crop=_rounded(item.box)
+                )
         return Classification(
             results,
             queue_s=max(outcome.queue_s for outcome in outcomes),
             inference_s=max(outcome.inference_s for outcome in outcomes),
         )
 
-    async def _prepare_all(self, images: list[bytes], keep_crop: bool) -> list[Prepared]:
+    async def _prepare_all(self, images: list[bytes], keep_image: bool) -> list[Prepared]:
         """Decode and preprocess in the pool; the first failure (in order) is the answer."""
         loop = asyncio.get_running_loop()
         jobs = [
-            loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_crop)
+            loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_image)
             for data in images
         ]
         outcomes = await asyncio.gather(*jobs, return_exceptions=True)
@@ -184,10 +198,18 @@ class Classifier:
         result = ImageResult(predictions=predictions, attention=None)
         if attention == "grid":
             grid = self.model.config.grid
-            result.attention = AttentionGrid(grid=grid, map=scale_attention(rollout).tolist())
+            result.attention = AttentionGrid(
+                grid=grid, map=scale_attention(rollout).tolist(), crop=_rounded(item.box)
+            )
         return result
 
 
+def _rounded(box: Box) -> Box:
+    """The crop box as answered: a thousandth of a pixel is precise enough for any overlay."""
+    return (round(box[0], 3), round(box[1], 3), round(box[2], 3), round(box[3], 3))
+
+
 def _heatmap(item: Prepared, rollout: np.ndarray) -> str:
-    assert item.crop is not None, "the crop is kept when a heatmap is asked for"
-    return heatmap_png(item.crop, rollout)
+    if item.shown is None:
+        raise RuntimeError("a heatmap was asked for an image prepared without keep_image")
+    return heatmap_png(item.shown, rollout, scale_box(item.box, item.size, item.shown.size))
