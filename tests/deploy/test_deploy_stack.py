@@ -270,6 +270,7 @@ services:
       interval: 5s
     volumes: !override
       - {prometheus_config}:/etc/prometheus/prometheus.yml:ro
+      - {DOCKER_DIR / "prometheus" / "alerts.yml"}:/etc/prometheus/prometheus/alerts.yml:ro
       - prometheus-data:/prometheus
 """
     )
