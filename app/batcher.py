@@ -10,6 +10,11 @@ Up to `workers` batches compute at once, each on a thread of the executor. A bat
 when a worker is free, so while every worker is busy the queue fills, and the next batch starts
 the moment one finishes (its first image has waited `max_wait_s` already). A finished batch
 frees its worker before it answers its callers: the next batch computes while they are written.
+
+Two things the batcher cannot recover from are reported to `on_failure` (the service then
+exits, see app/failure.py): its own task ending while not closing (a bug, or a cancellation),
+and a run of `predict` still not returned after `run_timeout_s` (a hung session: its thread
+cannot be stopped, and every later batch would queue behind it).
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Batcher:
         max_queue: int,
         workers: int = 1,
         metrics: Metrics | None = None,
+        run_timeout_s: float = 0.0,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self._predict = predict
         self._executor = executor
@@ -72,6 +79,8 @@ class Batcher:
         self.max_queue = max_queue
         self.workers = workers
         self._metrics = metrics
+        self.run_timeout_s = run_timeout_s  # 0: runs are not watched
+        self._on_failure = on_failure
         if metrics is not None:  # beside the depth, so that "how full" is one division
             metrics.queue_capacity.set(max_queue)
         self._queue: deque[_Item] = deque()
@@ -90,6 +99,22 @@ class Batcher:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="batcher")
+        self._task.add_done_callback(self._on_task_end)
+
+    def _on_task_end(self, task: asyncio.Task[None]) -> None:
+        """The loop may end only when asked to stop; anything else is reported."""
+        if task.cancelled():
+            if not self._closing:
+                self._fail("the batcher task was cancelled")
+        elif (error := task.exception()) is not None:
+            log.error("the batcher task died", exc_info=error)
+            self._fail(f"the batcher task died: {error!r}")
+        elif not self._closing:
+            self._fail("the batcher task ended")
+
+    def _fail(self, reason: str) -> None:
+        if self._on_failure is not None:
+            self._on_failure(reason)
 
     async def stop(self) -> None:
         """Refuse new images, run every queued one, then end the loop."""
@@ -247,7 +272,15 @@ class Batcher:
 
     async def _compute(self, batch: np.ndarray) -> Outputs:
         loop = asyncio.get_running_loop()
-        outputs = await loop.run_in_executor(self._executor, self._predict, batch)
+        run = loop.run_in_executor(self._executor, self._predict, batch)
+        if self.run_timeout_s > 0:
+            done, _ = await asyncio.wait({run}, timeout=self.run_timeout_s)
+            if not done:  # the callers keep waiting, for their answer or their deadline
+                self._fail(
+                    f"a session run (a batch of {len(batch)}) has not returned after "
+                    f"{self.run_timeout_s:g} s (VITSERVE_RUN_TIMEOUT_S)"
+                )
+        outputs = await run
         if any(len(output) != len(batch) for output in outputs):
             raise RuntimeError("the predictor returned a different batch size")
         return outputs

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -55,11 +56,19 @@ class Classification:
 class Classifier:
     """Owns the thread pools and the batcher around one loaded model."""
 
-    def __init__(self, model: OnnxModel, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        settings: Settings,
+        metrics: Metrics,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_failure(reason)`: the service cannot go on (a dead batcher, a hung run)."""
         self.model = model
         self.settings = settings
         self.metrics = metrics
         self.ready = False
+        self._on_failure = on_failure
         self._preprocess_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="preprocess"
         )
@@ -84,7 +93,14 @@ class Classifier:
             max_queue=settings.max_queue,
             workers=settings.inference_workers,
             metrics=metrics,
+            run_timeout_s=settings.run_timeout_s,
+            on_failure=self._fail,
         )
+
+    def _fail(self, reason: str) -> None:
+        self.ready = False
+        if self._on_failure is not None:
+            self._on_failure(reason)
 
     async def start(self) -> None:
         """Warm up with a full batch, start batching, then report ready."""
@@ -105,12 +121,13 @@ class Classifier:
         )
 
     async def stop(self) -> None:
-        """Answer every queued image, then release the threads."""
+        """Answer every queued image, then release the threads (waiting for them off the
+        event loop, which keeps serving until the server stops it)."""
         self.ready = False
         self.metrics.set_ready(self.model.config.name, False)
         await self.batcher.stop()
-        self._preprocess_pool.shutdown(wait=True)
-        self._inference_pool.shutdown(wait=True)
+        for pool in (self._preprocess_pool, self._inference_pool):
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     def prepare(self, data: bytes, keep_image: bool) -> Prepared:
         """Bytes -> model input (blocking; runs in the preprocessing pool)."""

@@ -88,7 +88,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        for reason in ("queue_full", "timeout", "client_gone", "invalid"):
+        for reason in ("queue_full", "timeout", "client_gone", "invalid", "unauthorized"):
             self.rejected.labels(reason)
         self.model_info = Gauge(
             "vitserve_model_info",

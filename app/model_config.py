@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
+# The graph's interface: (B, 3, H, W) float32 in; logits (B, C) and attention (B, gh, gw) out.
+INPUT_NAME = "pixel_values"
+OUTPUT_NAMES = ("logits", "attention")
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 

@@ -9,40 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.model_config import MODEL_FILE, ModelConfig, read_model_config
-from app.settings import Providers, Settings
+from app.model_check import ModelError, check_graph, check_outputs, load_config
+from app.model_config import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, ModelConfig
+from app.providers import ProviderError, gpu_visible, requested_providers
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-INPUT = "pixel_values"
-OUTPUTS = ("logits", "attention")
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
-
-# What each setting asks onnxruntime for, and the provider the session must then run on.
-_REQUESTS: dict[Providers, tuple[list[str], str | None]] = {
-    "auto": ([CUDA, CPU], None),
-    "cpu": ([CPU], CPU),
-    "cuda": ([CUDA, CPU], CUDA),
-    "tensorrt": ([TENSORRT, CUDA, CPU], TENSORRT),
-}
-
-
-class ProviderError(RuntimeError):
-    """The providers asked for by name are not what the session runs on."""
-
-
-def requested_providers(setting: Providers, available: list[str]) -> tuple[list[str], str | None]:
-    """The providers to ask onnxruntime for, and the one the session is required to run on."""
-    wanted, required = _REQUESTS[setting]
-    if required is not None and required not in available:
-        raise ProviderError(
-            f"VITSERVE_PROVIDERS={setting} asks for {required}, but this onnxruntime only offers "
-            f"{', '.join(available)}"
-        )
-    return [p for p in wanted if p in available], required
 
 
 def session_options(settings: Settings) -> ort.SessionOptions:
@@ -64,6 +36,7 @@ class OnnxModel:
 
     config: ModelConfig
     session: ort.InferenceSession
+    model_dir: Path
 
     @property
     def providers(self) -> list[str]:
@@ -76,36 +49,50 @@ class OnnxModel:
 
     def run(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 -> logits (B, C) and attention rollout (B, gh, gw)."""
-        logits, attention = self.session.run(list(OUTPUTS), {INPUT: pixel_values})
+        logits, attention = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixel_values})
         return np.asarray(logits), np.asarray(attention)
 
     def warm_up(self, batch_size: int) -> None:
-        """One full-size batch of zeros, so the first request pays no allocation cost."""
+        """One full-size batch of zeros, so the first request pays no allocation cost; its
+        outputs must have the shapes the config promises (ModelError otherwise)."""
         batch = np.zeros((batch_size, *self.input_shape), dtype=np.float32)
-        logits, attention = self.run(batch)
-        assert logits.shape == (batch_size, len(self.config.labels)), logits.shape
-        assert attention.shape == (batch_size, *self.config.grid), attention.shape
+        try:
+            logits, attention = self.run(batch)
+        except Exception as exc:  # onnxruntime's own errors: the graph cannot run this input
+            raise ModelError(
+                self.model_dir, f"a batch of {batch_size} does not run: {exc}"
+            ) from exc
+        check_outputs(self.model_dir, self.config, batch_size, logits, attention)
 
 
 def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
-    """Read config.json, open model.onnx on the providers the settings allow, check them."""
-    config = read_model_config(model_dir)
-    wanted, required = requested_providers(settings.providers, ort.get_available_providers())
-    session = ort.InferenceSession(
-        str(model_dir / MODEL_FILE), sess_options=session_options(settings), providers=wanted
-    )
+    """Read and check config.json, open model.onnx on the providers the settings allow, check
+    the providers and the graph against the config. ModelError or ProviderError say why not."""
+    config = load_config(model_dir)
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise ModelError(model_dir, f"no {MODEL_FILE}")
+    available = ort.get_available_providers()
+    wanted, required = requested_providers(settings.providers, available, gpu_visible())
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(settings), providers=wanted
+        )
+    except Exception as exc:  # onnxruntime raises its own types for every kind of bad file
+        raise ModelError(model_dir, f"onnxruntime cannot load {MODEL_FILE}: {exc}") from exc
     in_use = list(session.get_providers())
     if required is not None and (not in_use or in_use[0] != required):
         raise ProviderError(
             f"VITSERVE_PROVIDERS={settings.providers} requires {required}, but the session runs "
             f"on {', '.join(in_use)} (is a GPU and its CUDA/cuDNN libraries present?)"
         )
-    names = {i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()}
-    if INPUT not in names[0] or not set(OUTPUTS) <= names[1]:
-        raise ValueError(
-            f"{model_dir / MODEL_FILE} must take {INPUT!r} and give {OUTPUTS}; "
-            f"it takes {sorted(names[0])} and gives {sorted(names[1])}"
-        )
+    check_graph(
+        model_dir,
+        config,
+        inputs={i.name: (i.shape, i.type) for i in session.get_inputs()},
+        outputs={o.name: o.shape for o in session.get_outputs()},
+        max_batch_size=settings.max_batch_size,
+    )
     log.info(
         "loaded %s v%s from %s on %s (asked for %s), %d intra-op threads",
         config.name,
@@ -115,4 +102,4 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
         ", ".join(wanted),
         settings.onnx_threads,
     )
-    return OnnxModel(config, session)
+    return OnnxModel(config, session, model_dir)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.api_keys import read_api_keys
+from app.cores import available_cores
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
@@ -24,18 +26,13 @@ SUPPORTED_IMAGE_FORMATS = (*DEFAULT_IMAGE_FORMATS, "TIFF")
 MAX_DECODABLE_PIXELS = 2**31 - 1
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class Settings(BaseSettings):
     """The service's configuration, read from `VITSERVE_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="VITSERVE_", extra="ignore")
+    # hide_input_in_errors: a validation error must not print VITSERVE_API_KEYS.
+    model_config = SettingsConfigDict(
+        env_prefix="VITSERVE_", extra="ignore", hide_input_in_errors=True
+    )
 
     # Model and onnxruntime
     model_dir: Path = Field(
@@ -122,7 +119,23 @@ class Settings(BaseSettings):
         default=512, ge=16, le=4096, description="attention=png: the heatmap's long side, at most"
     )
 
-    @field_validator("providers", mode="before")
+    # Models, process and access (issue 8's hardening)
+    run_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="a session run (not warm-up) longer than this fails the process; 0: off",
+    )
+    api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="comma-separated keys, or a file of keys (a path starting with / or ./); "
+        "empty: no keys required",
+    )
+    metrics_require_key: bool = Field(
+        default=True, description="with API keys set, /metrics requires one too"
+    )
+    _api_keys: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @field_validator("providers", "log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -146,6 +159,25 @@ class Settings(BaseSettings):
                 f"{', '.join(SUPPORTED_IMAGE_FORMATS)}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _wait_within_the_request_timeout(self) -> Settings:
+        if self.max_wait_ms / 1000 >= self.request_timeout_s:
+            raise ValueError(
+                f"max_wait_ms ({self.max_wait_ms:g} ms) must be shorter than request_timeout_s "
+                f"({self.request_timeout_s:g} s): every image would time out waiting for a batch"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _read_api_keys(self) -> Settings:
+        self._api_keys = read_api_keys(self.api_keys.get_secret_value())
+        return self
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """The accepted API keys; empty when none are required."""
+        return self._api_keys
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:

@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.cores import available_cores
 from app.model_config import (
+    INPUT_NAME,
     MODEL_FILE,
+    OUTPUT_NAMES,
     ModelConfig,
     ModelMetrics,
     ModelSource,
@@ -40,8 +43,6 @@ from training.preprocessing import preprocess_config_for
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "pixel_values"
-OUTPUT_NAMES = ("logits", "attention")
 OPSET = 18  # >= 17: LayerNormalization is one op
 CHECK_BATCH_SIZES = (1, 5)  # the self-check's batch sizes; the trace uses 2
 FP16_CHECK_INPUTS = 100
@@ -62,14 +63,6 @@ class ExportCheckError(RuntimeError):
 # onnxruntime
 
 
-def cpu_threads() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def ort_session(
     path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0
 ) -> Any:
@@ -79,7 +72,7 @@ def ort_session(
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or cpu_threads()
+    options.intra_op_num_threads = threads or available_cores()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")

@@ -1,4 +1,5 @@
-"""What handlers get injected: the settings, the metrics, the classifier once it is ready."""
+"""What handlers get injected: the settings, the metrics, the request-bytes budget, the
+classifier once it is ready."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.buffers import BufferBudget
 from app.errors import NotReady
 from app.inference import Classifier
 from app.metrics import Metrics
@@ -18,6 +20,10 @@ def settings(request: Request) -> Settings:
 
 def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
+
+
+def buffers(request: Request) -> BufferBudget:
+    return request.app.state.buffers
 
 
 def loaded_classifier(request: Request) -> Classifier:
@@ -37,5 +43,6 @@ def ready_classifier(classifier: Annotated[Classifier, Depends(loaded_classifier
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
+BuffersDep = Annotated[BufferBudget, Depends(buffers)]
 LoadedClassifierDep = Annotated[Classifier, Depends(loaded_classifier)]
 ClassifierDep = Annotated[Classifier, Depends(ready_classifier)]

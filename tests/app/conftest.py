@@ -29,9 +29,15 @@ def free_port() -> int:
 
 
 class Server:
-    """One `python -m app` process; `stop()` sends SIGTERM and waits for its exit code."""
+    """One `python [flags] -m app` process; `stop()` sends SIGTERM and waits for its exit code."""
 
-    def __init__(self, model_dir: Path, log_path: Path, **settings: object) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        log_path: Path,
+        python_flags: tuple[str, ...] = (),
+        **settings: object,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VITSERVE_")}
@@ -48,7 +54,11 @@ class Server:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=self._log, stderr=self._log
+            [sys.executable, *python_flags, "-m", "app"],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
         )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -177,16 +187,19 @@ StartServer = Callable[..., Server]
 def start_server(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StartServer]:
-    """Start servers with settings overrides (VITSERVE_ names, lower case, without prefix),
-    serving the tiny model unless `model_dir` says otherwise; every one is stopped at the end
-    of the module."""
+    """Start servers with settings overrides (VITSERVE_ names, lower case, without prefix;
+    `model_dir=` serves another model) and interpreter flags (`python_flags=("-O",)`); every one
+    is stopped at the end of the module."""
     servers: list[Server] = []
 
     def start(
-        wait: str | None = "/readyz", model_dir: Path | None = None, **settings: object
+        wait: str | None = "/readyz",
+        python_flags: tuple[str, ...] = (),
+        model_dir: Path = tiny_model_dir,
+        **settings: object,
     ) -> Server:
         log = tmp_path_factory.mktemp("server") / "server.log"
-        server = Server(model_dir or tiny_model_dir, log, **settings)
+        server = Server(model_dir, log, python_flags, **settings)
         servers.append(server)
         if wait:
             server.wait(wait)

@@ -8,7 +8,7 @@ import sys
 import onnxruntime as ort
 import pytest
 
-from app.session import CPU, CUDA, TENSORRT, ProviderError, requested_providers
+from app.providers import CPU, CUDA, TENSORRT, ProviderError, requested_providers
 
 GPU = "CUDAExecutionProvider" in ort.get_available_providers()
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from app.cores import available_cores
+
 log = logging.getLogger(__name__)
 
 # Bump when the drawing changes, so old cache files stop matching.
@@ -301,13 +303,6 @@ def _make_class(job: tuple[int, int, int, int, _Settings]) -> npt.NDArray[np.uin
     )
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may run on
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _generate(
     num_classes: int,
     instances_per_class: int,
@@ -447,7 +442,7 @@ def generate_fractaldb(
 
     start = time.perf_counter()
     images = _generate(
-        num_classes, instances_per_class, image_size, seed, workers or _default_workers(), s
+        num_classes, instances_per_class, image_size, seed, workers or available_cores(), s
     )
     log.info(
         "FractalDB: %d classes x %d instances at %dpx in %.1fs",

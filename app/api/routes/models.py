@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.auth import API_KEY
 from app.api.deps import LoadedClassifierDep
 from app.schemas import Batching, ModelCard, ModelList
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[API_KEY])
 
 
 @router.get("/v1/models", response_model=ModelList)
