@@ -193,3 +193,28 @@ def test_no_serious_accessibility_violations_and_a_screenshot(page) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / "demo.png", full_page=True)
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
+
+
+def test_a_401_asks_for_a_key_and_sends_it_as_a_bearer_token(browser: Browser, start_server):
+    server = start_server(model_dir=DEFAULT_MODEL_DIR, api_keys="demo-key-1")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/")  # the page is public; the model list is not
+
+    page.locator("#key-form").wait_for()
+    assert "HTTP 401, unauthorized" in page.inner_text("#key-reason")
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    page.fill("#api-key", "not-the-key")
+    page.press("#api-key", "Enter")
+    expect(page.locator("#key-reason")).to_contain_text("The key was refused")
+
+    page.fill("#api-key", "demo-key-1")
+    page.press("#api-key", "Enter")
+    page.wait_for_selector("#model option[value='vit-tiny-mnist']", state="attached")
+    assert page.locator("#key-form").is_hidden()
+    page.set_input_files("#files", str(DIGIT))  # with the key, for the rest of the session
+    result = page.locator(RESULT_DONE)
+    result.wait_for()
+    assert result.locator(".predictions li .label").first.inner_text() == "3"
+    assert page.evaluate("sessionStorage.getItem('vitserve-api-key')") == "demo-key-1"
+    context.close()

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-ASSET = re.compile(r'(?:href|src)="([^"#]+)"')
+# What the page loads: stylesheets, icons and scripts (not the links a person may follow).
+ASSET = re.compile(r'<(?:link [^>]*href|script [^>]*src)="([^"#]+)"')
 
 
 @pytest.mark.parametrize("path", ["/", "/demo"])
