@@ -112,7 +112,7 @@ class Classifier:
             )
         self.batcher.start()
         self.ready = True
-        self.metrics.set_ready(self.model.config.name, True)
+        self.metrics.set_ready(self.model.config.name, self.model.config.version, True)
         log.info(
             "warmed up with %d x batch %d in %.2f s; ready",
             self.settings.warmup_runs,
@@ -124,7 +124,7 @@ class Classifier:
         """Answer every queued image, then release the threads (waiting for them off the
         event loop, which keeps serving until the server stops it)."""
         self.ready = False
-        self.metrics.set_ready(self.model.config.name, False)
+        self.metrics.set_ready(self.model.config.name, self.model.config.version, False)
         await self.batcher.stop()
         for pool in (self._preprocess_pool, self._inference_pool):
             await asyncio.to_thread(pool.shutdown, wait=True)

@@ -76,10 +76,10 @@ class Metrics:
             "Images the queue admits at most (VITSERVE_MAX_QUEUE).",
             registry=r,
         )
-        self.ready = Gauge(
-            "vitserve_ready",
-            "1 while the model is loaded, warmed up and taking requests; 0 otherwise.",
-            ["model"],
+        self.model_ready = Gauge(
+            "vitserve_model_ready",
+            "1 while the model version is loaded, warmed up and taking requests; 0 otherwise.",
+            ["model", "version"],
             registry=r,
         )
         self.rejected = Counter(
@@ -101,11 +101,11 @@ class Metrics:
         """The model loaded (not ready until `set_ready`)."""
         self.model_info.clear()
         self.model_info.labels(name, version, ",".join(providers)).set(1)
-        self.ready.clear()
-        self.ready.labels(name).set(0)
+        self.model_ready.clear()
+        self.model_ready.labels(name, version).set(0)
 
-    def set_ready(self, name: str, ready: bool) -> None:
-        self.ready.labels(name).set(1 if ready else 0)
+    def set_ready(self, name: str, version: str, ready: bool) -> None:
+        self.model_ready.labels(name, version).set(1 if ready else 0)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

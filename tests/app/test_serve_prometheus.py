@@ -21,7 +21,7 @@ NAMES = [
     "vitserve_queue_depth",
     "vitserve_rejected_total",
     "vitserve_model_info",
-    "vitserve_ready",
+    "vitserve_model_ready",
     "vitserve_queue_capacity",
 ]
 
@@ -46,7 +46,7 @@ def test_metric_names_and_labels(server) -> None:
         "vitserve_rejected_total": "counter",
         "vitserve_queue_depth": "gauge",
         "vitserve_model_info": "gauge",
-        "vitserve_ready": "gauge",
+        "vitserve_model_ready": "gauge",
         "vitserve_queue_capacity": "gauge",
     }
     for name in NAMES:
@@ -62,7 +62,7 @@ def test_metric_names_and_labels(server) -> None:
     assert server.metric("vitserve_requests_total", 'route="unmatched",status="404"') >= 1
     assert server.metric("vitserve_rejected_total", 'reason="invalid"') >= 1
     assert server.metric("vitserve_batch_size_bucket", 'le="32.0"') >= 1
-    assert server.metric("vitserve_ready", 'model="vit-tiny-test"') == 1
+    assert server.metric("vitserve_model_ready", 'model="vit-tiny-test",version="1"') == 1
     assert server.metric("vitserve_queue_capacity") == 256  # VITSERVE_MAX_QUEUE's default
     assert (
         server.metric(
