@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,6 +46,7 @@ class Server:
             VITSERVE_MODEL_DIR=str(model_dir),
             VITSERVE_HOST="127.0.0.1",
             VITSERVE_PORT=str(self.port),
+            VITSERVE_GRPC_PORT="0",
             VITSERVE_PROVIDERS="cpu",
             VITSERVE_INTRA_OP_THREADS="1",
             VITSERVE_PREPROCESS_THREADS="2",
@@ -81,12 +83,10 @@ class Server:
         pytest.fail(f"server not answering {path} after {timeout} s:\n{self.log()}")
 
     def metric(self, name: str, labels: str = "") -> float:
-        """One sample of /metrics, e.g. metric("vitserve_batch_size_count")."""
-        wanted = f"{name}{{{labels}}}" if labels else name
-        for line in self.client.get("/metrics").text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise KeyError(wanted)
+        """The sum of the samples of `name` whose labels include `labels`, e.g.
+        metric("vitserve_batch_size_count") or metric("vitserve_requests_total",
+        'route="/classify",status="200"'); KeyError if there is none."""
+        return metric_sum(self.client.get("/metrics").text, name, labels)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -180,6 +180,21 @@ class Prometheus:
             time.sleep(0.5)
 
 
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum the samples of `name` in Prometheus text whose labels include `labels`."""
+    wanted = set(re.findall(r'\w+="[^"]*"', labels))
+    total, found = 0.0, False
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        if wanted <= set(re.findall(r'\w+="[^"]*"', match.group(2) or "")):
+            total, found = total + float(match.group(3)), True
+    if not found:
+        raise KeyError(f"{name}{{{labels}}}")
+    return total
+
+
 StartServer = Callable[..., Server]
 
 
@@ -246,3 +261,22 @@ def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start
 def promtool() -> str:
     """The path of `promtool` (Debian's prometheus package)."""
     return binary("promtool")
+
+
+def make_repository(root: Path, models: dict[str, dict[int, Path]]) -> Path:
+    """A model repository at `root`: `root/<name>/<version>/` copied from model directories."""
+    for name, versions in models.items():
+        for version, source in versions.items():
+            shutil.copytree(source, root / name / str(version))
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_repository(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, other_model_dir: Path
+) -> Path:
+    """Two models: vit-tiny-test (version 1) and vit-other (version 1); read-only."""
+    return make_repository(
+        tmp_path_factory.mktemp("repository"),
+        {"vit-tiny-test": {1: tiny_model_dir}, "vit-other": {1: other_model_dir}},
+    )
