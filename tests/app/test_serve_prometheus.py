@@ -63,7 +63,8 @@ def test_metric_names_and_labels(server) -> None:
     assert server.metric("vitserve_rejected_total", 'reason="invalid"') >= 1
     assert server.metric("vitserve_batch_size_bucket", 'le="32.0"') >= 1
     assert server.metric("vitserve_model_ready", 'model="vit-tiny-test",version="1"') == 1
-    assert server.metric("vitserve_queue_capacity") == 256  # VITSERVE_MAX_QUEUE's default
+    capacity = server.metric("vitserve_queue_capacity", 'model="vit-tiny-test",version="1"')
+    assert capacity == 256  # VITSERVE_MAX_QUEUE's default
     assert (
         server.metric(
             "vitserve_model_info",
