@@ -35,12 +35,13 @@ class ProviderError(RuntimeError):
 
 def gpu_visible(dev: Path = DEV, driver_gpus: Path = NVIDIA_GPUS) -> bool:
     """Whether this process can see an NVIDIA GPU: a `/dev/nvidiaN` device node (what the
-    NVIDIA container runtime passes in) or a GPU the driver lists, and CUDA_VISIBLE_DEVICES
-    does not hide them all."""
+    NVIDIA container runtime passes in), a GPU the driver lists, or WSL2's GPU device
+    `/dev/dxg`; and CUDA_VISIBLE_DEVICES does not hide them all."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
         return False
     nodes = [path for path in dev.glob("nvidia*") if path.name.removeprefix("nvidia").isdigit()]
-    return bool(nodes) or (driver_gpus.is_dir() and any(driver_gpus.iterdir()))
+    listed = driver_gpus.is_dir() and any(driver_gpus.iterdir())
+    return bool(nodes) or listed or (dev / "dxg").exists()
 
 
 def requested_providers(

@@ -17,10 +17,11 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def session_options(settings: Settings) -> ort.SessionOptions:
-    """Thread counts and spinning as the settings say; one run at a time."""
+def session_options(settings: Settings, intra_op_threads: int | None = None) -> ort.SessionOptions:
+    """Thread counts (`intra_op_threads`, or the settings' whole budget) and spinning as the
+    settings say; one run at a time."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.onnx_threads
+    options.intra_op_num_threads = intra_op_threads or settings.onnx_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -37,6 +38,7 @@ class OnnxModel:
     config: ModelConfig
     session: ort.InferenceSession
     model_dir: Path
+    intra_op_threads: int
 
     @property
     def providers(self) -> list[str]:
@@ -65,9 +67,13 @@ class OnnxModel:
         check_outputs(self.model_dir, self.config, batch_size, logits, attention)
 
 
-def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
+def load_model(
+    model_dir: Path, settings: Settings, intra_op_threads: int | None = None
+) -> OnnxModel:
     """Read and check config.json, open model.onnx on the providers the settings allow, check
-    the providers and the graph against the config. ModelError or ProviderError say why not."""
+    the providers and the graph against the config. ModelError or ProviderError say why not.
+    `intra_op_threads`: this session's share of the settings' thread budget (default: all)."""
+    threads = intra_op_threads or settings.onnx_threads
     config = load_config(model_dir)
     path = model_dir / MODEL_FILE
     if not path.is_file():
@@ -76,7 +82,7 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
     wanted, required = requested_providers(settings.providers, available, gpu_visible())
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=session_options(settings), providers=wanted
+            str(path), sess_options=session_options(settings, threads), providers=wanted
         )
     except Exception as exc:  # onnxruntime raises its own types for every kind of bad file
         raise ModelError(model_dir, f"onnxruntime cannot load {MODEL_FILE}: {exc}") from exc
@@ -91,7 +97,7 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
         config,
         inputs={i.name: (i.shape, i.type) for i in session.get_inputs()},
         outputs={o.name: o.shape for o in session.get_outputs()},
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=config.serving.max_batch_size or settings.max_batch_size,
     )
     log.info(
         "loaded %s v%s from %s on %s (asked for %s), %d intra-op threads",
@@ -100,6 +106,6 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
         model_dir,
         ", ".join(in_use),
         ", ".join(wanted),
-        settings.onnx_threads,
+        threads,
     )
-    return OnnxModel(config, session, model_dir)
+    return OnnxModel(config, session, model_dir, threads)

@@ -36,13 +36,35 @@ class Settings(BaseSettings):
 
     # Model and onnxruntime
     model_dir: Path = Field(
-        default=DEFAULT_MODEL_DIR, description="directory with model.onnx + config.json"
+        default=DEFAULT_MODEL_DIR,
+        description="one model: a directory with model.onnx + config.json",
+    )
+    model_repository: Path | None = Field(
+        default=None,
+        description="many models: DIR/<name>/<version>/{model.onnx,config.json}; wins over "
+        "model_dir",
+    )
+    version_policy: str = Field(
+        default="latest:1",
+        pattern=r"^(all|latest:[1-9][0-9]*)$",
+        description="versions served per model, counted over those that loaded: latest:N or all",
+    )
+    repository_poll_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="poll the repository every N s for new/removed versions; 0: explicit mode",
+    )
+    default_model: str | None = Field(
+        default=None, description="the model POST /classify uses; needed with several models"
     )
     providers: Providers = Field(
         default="auto", description="auto: CUDA then CPU; cuda/tensorrt: required"
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="onnxruntime intra-op threads per run; 0: cores / workers"
+        default=0,
+        ge=0,
+        description="onnxruntime intra-op threads of all models' sessions together (each model "
+        "gets an equal share, at least 1); 0: cores / workers",
     )
     inference_workers: int = Field(
         default=1, ge=1, description="session runs (batches) computing at once, one thread each"
@@ -57,6 +79,9 @@ class Settings(BaseSettings):
     # HTTP server
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int = Field(
+        default=8001, ge=0, le=65535, description="Open Inference Protocol over gRPC; 0: off"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # Dynamic batching
@@ -199,6 +224,11 @@ class Settings(BaseSettings):
     @property
     def buffered_bytes_limit(self) -> int:
         return self.max_buffered_bytes or 4 * self.max_upload_bytes
+
+    @property
+    def served_versions(self) -> int | None:
+        """How many versions of each model the policy serves (None: all)."""
+        return None if self.version_policy == "all" else int(self.version_policy.split(":")[1])
 
     @property
     def onnx_threads(self) -> int:

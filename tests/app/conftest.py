@@ -4,6 +4,8 @@ the tiny model the tests export (`tiny_model_dir`), driven with httpx."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +43,7 @@ class Server:
             VITSERVE_MODEL_DIR=str(model_dir),
             VITSERVE_HOST="127.0.0.1",
             VITSERVE_PORT=str(self.port),
+            VITSERVE_GRPC_PORT="0",
             VITSERVE_PROVIDERS="cpu",
             VITSERVE_INTRA_OP_THREADS="1",
             VITSERVE_PREPROCESS_THREADS="2",
@@ -77,12 +80,10 @@ class Server:
         pytest.fail(f"server not answering {path} after {timeout} s:\n{self.log()}")
 
     def metric(self, name: str, labels: str = "") -> float:
-        """One sample of /metrics, e.g. metric("vitserve_batch_size_count")."""
-        wanted = f"{name}{{{labels}}}" if labels else name
-        for line in self.client.get("/metrics").text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise KeyError(wanted)
+        """The sum of the samples of `name` whose labels include `labels`, e.g.
+        metric("vitserve_batch_size_count") or metric("vitserve_requests_total",
+        'route="/classify",status="200"'); KeyError if there is none."""
+        return metric_sum(self.client.get("/metrics").text, name, labels)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -95,6 +96,21 @@ class Server:
         self.client.close()
         self._log.close()
         return code
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum the samples of `name` in Prometheus text whose labels include `labels`."""
+    wanted = set(re.findall(r'\w+="[^"]*"', labels))
+    total, found = 0.0, False
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        if wanted <= set(re.findall(r'\w+="[^"]*"', match.group(2) or "")):
+            total, found = total + float(match.group(3)), True
+    if not found:
+        raise KeyError(f"{name}{{{labels}}}")
+    return total
 
 
 StartServer = Callable[..., Server]
@@ -138,3 +154,22 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     server.wait()
     yield server
     server.stop()
+
+
+def make_repository(root: Path, models: dict[str, dict[int, Path]]) -> Path:
+    """A model repository at `root`: `root/<name>/<version>/` copied from model directories."""
+    for name, versions in models.items():
+        for version, source in versions.items():
+            shutil.copytree(source, root / name / str(version))
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_repository(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, other_model_dir: Path
+) -> Path:
+    """Two models: vit-tiny-test (version 1) and vit-other (version 1); read-only."""
+    return make_repository(
+        tmp_path_factory.mktemp("repository"),
+        {"vit-tiny-test": {1: tiny_model_dir}, "vit-other": {1: other_model_dir}},
+    )

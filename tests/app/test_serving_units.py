@@ -12,6 +12,7 @@ from imagefiles import encode, photo, png_bomb
 from PIL import Image
 from pydantic import ValidationError
 
+from app import settings as settings_module
 from app.errors import EmptyImage, ImageTooLarge, InvalidImage
 from app.images import DecodeLimits, decode_image
 from app.postprocess import heatmap_png, scale_attention, softmax, top_k
@@ -44,6 +45,45 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VITSERVE_MAX_QUEUE", "4")
     with pytest.raises(ValidationError, match="at least one full batch"):
         Settings()
+
+
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("INFO", "Debug", " warning "):
+        monkeypatch.setenv("VITSERVE_LOG_LEVEL", value)
+        assert Settings().log_level == value.strip().lower()
+    monkeypatch.setenv("VITSERVE_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_max_wait_must_be_shorter_than_the_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_REQUEST_TIMEOUT_S", "2")
+    monkeypatch.setenv("VITSERVE_MAX_WAIT_MS", "1999")
+    assert Settings().max_wait_ms == 1999
+    monkeypatch.setenv("VITSERVE_MAX_WAIT_MS", "2000")
+    with pytest.raises(ValidationError, match="must be shorter than request_timeout_s"):
+        Settings()
+
+
+def test_api_keys_are_read_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_API_KEYS", "sekrit-one,sekrit-two")
+    settings = Settings()
+    assert settings.api_key_set == {"sekrit-one", "sekrit-two"}
+    assert "sekrit" not in repr(settings) and "sekrit" not in str(settings.model_dump())
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "1")  # any invalid setting: the error hides inputs
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "sekrit" not in str(caught.value)
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "256")
+    monkeypatch.setenv("VITSERVE_API_KEYS", "/no/such/file")
+    with pytest.raises(ValidationError, match="cannot be read"):
+        Settings()
+
+
+def test_thread_counts_follow_available_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "available_cores", lambda: 4)
+    s = Settings(inference_workers=2)
+    assert (s.onnx_threads, s.decode_threads) == (2, 4)
 
 
 def test_decode_limits_and_modes() -> None:

@@ -48,10 +48,51 @@ def test_default_stack(compose: Compose) -> None:
     assert api["environment"]["VITSERVE_MODEL_DIR"] == "/models/default"  # the bundled model
     assert mounts(api)["/models"]["source"] == "models"
     assert mounts(api)["/models"]["read_only"] is True
-    assert [(p["published"], p["target"]) for p in api["ports"]] == [("8000", 8000)]
+    assert [(p["host_ip"], p["published"], p["target"]) for p in api["ports"]] == [
+        ("127.0.0.1", "8000", 8000),
+        ("127.0.0.1", "8001", 8001),  # gRPC
+    ]
     assert [(p["host_ip"], p["published"]) for p in prometheus["ports"]] == [("127.0.0.1", "9090")]
     config_mount = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
     assert Path(config_mount["source"]) == DOCKER_DIR / "prometheus.yml"
+
+
+def seconds(duration: str) -> float:
+    """A compose duration ("45s", "1m30s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)([hms])", duration))
+
+
+def test_api_is_hardened(compose: Compose) -> None:
+    for files in (
+        (COMPOSE_FILE,),
+        (COMPOSE_FILE, CPU_FILE),
+        (COMPOSE_FILE, CPU_FILE, HOST_NETWORK_FILE),
+    ):
+        api = compose.config(*files)["services"]["api"]
+        assert api["read_only"] is True
+        assert [mount.split(":")[0] for mount in api["tmpfs"]] == ["/tmp"]
+        assert api["cap_drop"] == ["ALL"] and not api.get("cap_add")
+        assert "no-new-privileges:true" in api["security_opt"]
+        assert 0 < int(api["mem_limit"]) <= 64 * 2**30
+        assert 0 < api["pids_limit"] <= 4096
+        # Longer than the drain: uvicorn waits VITSERVE_REQUEST_TIMEOUT_S (30) + 5 s.
+        assert seconds(api["stop_grace_period"]) > 35
+        assert not api.get("privileged")
+    prometheus = compose.config(COMPOSE_FILE)["services"]["prometheus"]
+    assert prometheus["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in prometheus["security_opt"]
+
+
+def test_api_can_be_published_on_every_interface(compose: Compose) -> None:
+    api = compose.config(
+        COMPOSE_FILE,
+        VITSERVE_API_BIND="0.0.0.0",
+        VITSERVE_API_PORT="8080",
+        VITSERVE_API_MEMORY="2g",
+    )["services"]["api"]
+    assert [(p["host_ip"], p["published"]) for p in api["ports"]] == [("0.0.0.0", "8080")]
+    assert int(api["mem_limit"]) == 2 * 2**30
 
 
 def test_train_profile(compose: Compose) -> None:
@@ -107,7 +148,17 @@ def test_cpu_override_removes_the_gpu(compose: Compose) -> None:
     assert cpu["api"]["environment"]["VITSERVE_PROVIDERS"] == "cpu"
     # Nothing else changes: same images, volumes, ports, health checks.
     for name in ("api", "prometheus", "train"):
-        for key in ("image", "volumes", "ports", "healthcheck", "restart", "command"):
+        for key in (
+            "image",
+            "volumes",
+            "ports",
+            "healthcheck",
+            "restart",
+            "command",
+            "read_only",
+            "cap_drop",
+            "mem_limit",
+        ):
             assert cpu[name].get(key) == default[name].get(key), (name, key)
 
 

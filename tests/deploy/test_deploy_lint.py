@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -73,11 +74,47 @@ def test_haproxy_balances_checks_and_retries_as_documented() -> None:
 
 def test_serving_image_is_built_without_torch() -> None:
     dockerfile = (DOCKER_DIR / "Dockerfile.serve").read_text()
-    assert "pip install /tmp/src " in dockerfile  # the service alone, no extras
+    assert "pip install --no-deps --no-build-isolation /tmp/src " in dockerfile  # no extras
     assert "check_serve_image.py" in dockerfile
     assert "torch" not in dockerfile.replace("without torch", "")
     assert "HEALTHCHECK" in dockerfile and "USER 10001" in dockerfile
     assert 'VOLUME ["/models"]' in dockerfile
+
+
+def locked_names(lock: str) -> dict[str, str]:
+    """name -> version of each `name==version` requirement in a pip-compile lock file."""
+    return {
+        canonical(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", lock, re.MULTILINE)
+    }
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_serving_image_installs_exactly_the_lock() -> None:
+    """Every dependency of `pip install .` is pinned, with hashes, in docker/requirements.lock,
+    and the serving build installs that file alone before the service (without resolving)."""
+    dockerfile = (DOCKER_DIR / "Dockerfile.serve").read_text()
+    assert "pip install --require-hashes --no-deps -r /tmp/src/docker/requirements.lock" in (
+        dockerfile
+    )
+    assert dockerfile.index("requirements.lock") < dockerfile.index("/tmp/src \\")
+    assert "pip check" in dockerfile
+    lock = (DOCKER_DIR / "requirements.lock").read_text()
+    pinned = locked_names(lock)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {
+        canonical(re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0]) for dep in project["dependencies"]
+    }
+    assert wanted <= set(pinned), f"not in the lock (regenerate it): {sorted(wanted - set(pinned))}"
+    assert "setuptools" in pinned  # the build backend, for --no-build-isolation
+    assert "torch" not in pinned
+    entries = [e for e in re.split(r"\n(?=[A-Za-z0-9])", lock) if not e.startswith("#")]
+    assert len(entries) == len(pinned)
+    for entry in entries:
+        assert "--hash=sha256:" in entry, entry.splitlines()[0]
 
 
 def test_ci_run_is_valid_bash() -> None:
