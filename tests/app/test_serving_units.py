@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 
 import numpy as np
@@ -15,7 +13,7 @@ from pydantic import ValidationError
 from app import settings as settings_module
 from app.errors import EmptyImage, ImageTooLarge, InvalidImage
 from app.images import DecodeLimits, decode_image, follow_pixel_limit
-from app.postprocess import heatmap_png, scale_attention, softmax, top_k
+from app.postprocess import scale_attention, softmax, top_k
 from app.preprocess import to_8bit
 from app.settings import Settings
 
@@ -160,10 +158,3 @@ def test_softmax_top_k_and_scaling() -> None:
     grid = scale_attention(np.array([[0.1, 0.4], [0.2, 0.05]], dtype=np.float32))
     assert grid.max() == 1.0 and grid[0, 0] == pytest.approx(0.25)
     assert scale_attention(np.zeros((2, 2))).max() == 0
-
-
-def test_heatmap_png() -> None:
-    crop = photo(32, 32)
-    png = heatmap_png(crop, np.random.default_rng(0).random((4, 4)))
-    heatmap = Image.open(io.BytesIO(base64.b64decode(png)))
-    assert heatmap.format == "PNG" and heatmap.size == (32, 32) and heatmap.mode == "RGB"
