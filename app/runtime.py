@@ -26,7 +26,7 @@ from PIL import Image
 from app.batcher import Batcher, Permit, Result
 from app.errors import ApiError, InvalidRequest, NotReady
 from app.heatmap import fit_long_side
-from app.images import DecodeLimits, decode_image
+from app.images import DecodeLimits, decode_image, follow_pixel_limit
 from app.metrics import Metrics
 from app.model_config import ModelConfig
 from app.preprocess import Box, Size, crop_box, normalise, resize_and_crop, scale_box
@@ -121,6 +121,7 @@ class ModelRuntime:
             run_timeout_s=settings.run_timeout_s,
             on_failure=on_failure,
         )
+        follow_pixel_limit(settings.max_image_pixels)
         self._decode_limits = DecodeLimits(
             settings.max_image_pixels,
             settings.image_formats,
