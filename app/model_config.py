@@ -52,7 +52,7 @@ class ModelConfig(BaseModel):
     preprocess: PreprocessConfig
     metrics: ModelMetrics = Field(default_factory=ModelMetrics)
     source: ModelSource = Field(default_factory=ModelSource)
-    precision: Literal["fp32", "fp16"] = "fp32"
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
 
 
 def read_model_config(model_dir: str | Path) -> ModelConfig:

@@ -36,10 +36,11 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.settings import available_cores  # noqa: E402
 from model.config import config_from_name  # noqa: E402
 from model.rollout import attention_rollout, cls_attention_rollout  # noqa: E402
 from model.vit import VisionTransformer  # noqa: E402
-from training.export import OPSET, cpu_threads, export_onnx, ort_session  # noqa: E402
+from training.onnx_export import OPSET, export_onnx, ort_session  # noqa: E402
 from training.onnx_graph import ViTLogits, ViTWithAttention  # noqa: E402
 
 GRAPHS = ["logits", "logits23", "explicit", "ours", "vector", "naive"]
@@ -190,7 +191,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     names = ["logits", *[g for g in args.graphs if g != "logits"]]
-    threads = args.threads or cpu_threads()
+    threads = args.threads or available_cores()
     with tempfile.TemporaryDirectory() as tmp:
         paths = build(args.arch, Path(tmp), names)
         image_size = config_from_name(args.arch).image_size
