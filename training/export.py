@@ -335,6 +335,8 @@ def _conversion(args: argparse.Namespace) -> Conversion:
     precision: Precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     if not 0.0 <= args.min_agreement <= 1.0:
         raise ValueError(f"--min-agreement must be in [0, 1], not {args.min_agreement}")
+    if precision == "int8" and args.calibration is None:
+        raise ValueError("--int8 needs --calibration DATA: images of the training data")
     return Conversion(
         precision=precision,
         calibration=args.calibration,
