@@ -70,6 +70,26 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(default=64_000_000, ge=1, description="width x height, at most")
 
+    # Devices (app/providers.py, app/bound_session.py)
+    device_id: int = Field(default=0, ge=0, description="GPU of the CUDA/TensorRT providers")
+    cuda_graphs: bool = Field(
+        default=False, description="CUDA: capture one CUDA graph per bucketed batch size"
+    )
+    trt_fp16: bool = Field(default=True, description="TensorRT: build fp16 engines")
+    trt_cache_dir: Path | None = Field(
+        default=None, description="TensorRT: engine and timing caches here; none: rebuild"
+    )
+    batch_buckets: bool = Field(
+        default=False,
+        description="pad each batch to a power of two (up to max_batch_size); on with CUDA graphs",
+    )
+    io_binding: bool = Field(
+        default=False, description="bind a reused host input buffer and device outputs per run"
+    )
+    decode_processes: int = Field(
+        default=0, ge=0, description="processes decoding JPEGs; 0: threads of this process"
+    )
+
     @field_validator("providers", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -82,7 +102,14 @@ class Settings(BaseSettings):
                 f"max_queue ({self.max_queue}) must hold at least one full batch "
                 f"(max_batch_size {self.max_batch_size})"
             )
+        if self.cuda_graphs and self.inference_workers > 1:
+            raise ValueError("cuda_graphs replays one graph at a time: inference_workers must be 1")
         return self
+
+    @property
+    def bucketed(self) -> bool:
+        """Batches padded to fixed sizes: asked for, or needed by CUDA graphs."""
+        return self.batch_buckets or self.cuda_graphs
 
     @property
     def onnx_threads(self) -> int:
