@@ -86,9 +86,6 @@ class Settings(BaseSettings):
     io_binding: bool = Field(
         default=False, description="bind a reused host input buffer and device outputs per run"
     )
-    decode_processes: int = Field(
-        default=0, ge=0, description="processes decoding JPEGs; 0: threads of this process"
-    )
 
     @field_validator("providers", mode="before")
     @classmethod
