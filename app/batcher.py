@@ -4,12 +4,19 @@ One task owns the queue. Each image is an item with its own future. A batch clos
 holds `max_batch_size` images or `max_wait_s` after its first image was queued, whichever comes
 first; items whose caller has gone (future cancelled) are dropped before they cost compute; the
 batch runs off the event loop; every future is resolved, with its row of the outputs or with an
-exception. Admission is bounded: `reserve` refuses at once when the queue is full.
+exception. Admission is bounded: `reserve(n)` refuses at once when the queue is full, and
+otherwise hands out a `Permit` for n images that gives back, on leaving its `with`, the places
+it did not spend.
 
 Up to `workers` batches compute at once, each on a thread of the executor. A batch is formed
 when a worker is free, so while every worker is busy the queue fills, and the next batch starts
 the moment one finishes (its first image has waited `max_wait_s` already). A finished batch
 frees its worker before it answers its callers: the next batch computes while they are written.
+
+Two things the batcher cannot recover from are reported to `on_failure` (the service then
+exits, see app/failure.py): its own task ending while not closing (a bug, or a cancellation),
+and a run of `predict` still not returned after `run_timeout_s` (a hung session: its thread
+cannot be stopped, and every later batch would queue behind it).
 """
 
 from __future__ import annotations
@@ -21,16 +28,25 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 
 from app.errors import NotReady, Overloaded, PayloadTooLarge
-from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 Outputs = tuple[np.ndarray, ...]
 Predictor = Callable[[np.ndarray], Outputs]  # (B, ...) -> outputs, each (B, ...); blocking
+
+
+class Observer(Protocol):
+    """Where the batcher reports (one model version's metrics, app.metrics.RuntimeMetrics)."""
+
+    def batch_run(self, size: int, waits_s: list[float], inference_s: float) -> None: ...
+
+    def queue_depth(self, depth: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,37 @@ class _Item:
     counted_out: bool = False  # no longer counted in the queue depth
 
 
+class Permit:
+    """Admission of `count` images: `submit` spends one place each; leaving the `with` (or
+    `release`) gives back the places not spent."""
+
+    def __init__(self, batcher: Batcher, count: int) -> None:
+        self._batcher = batcher
+        self.remaining = count
+
+    def submit(self, tensor: np.ndarray) -> asyncio.Future[Result]:
+        """Queue one admitted image; its future gets its rows of the outputs."""
+        if self.remaining <= 0:
+            raise RuntimeError("the permit has no place left")
+        self.remaining -= 1
+        return self._batcher._enqueue(tensor)
+
+    def release(self) -> None:
+        self._batcher._set_depth(self._batcher.depth - self.remaining)
+        self.remaining = 0
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
 class Batcher:
     """Groups single-image tensors into batch runs of `predict`."""
 
@@ -63,7 +110,9 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         workers: int = 1,
-        metrics: Metrics | None = None,
+        observer: Observer | None = None,
+        run_timeout_s: float = 0.0,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self._predict = predict
         self._executor = executor
@@ -71,7 +120,9 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.workers = workers
-        self._metrics = metrics
+        self._observer = observer
+        self.run_timeout_s = run_timeout_s  # 0: runs are not watched
+        self._on_failure = on_failure
         self._queue: deque[_Item] = deque()
         self._reserved = 0  # admitted images not yet taken into a batch
         self._queued = 0  # of those, the ones in the queue whose caller still waits
@@ -88,15 +139,36 @@ class Batcher:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="batcher")
+        self._task.add_done_callback(self._on_task_end)
+
+    def _on_task_end(self, task: asyncio.Task[None]) -> None:
+        """The loop may end only when asked to stop; anything else is reported."""
+        if task.cancelled():
+            if not self._closing:
+                self._fail("the batcher task was cancelled")
+        elif (error := task.exception()) is not None:
+            log.error("the batcher task died", exc_info=error)
+            self._fail(f"the batcher task died: {error!r}")
+        elif not self._closing:
+            self._fail("the batcher task ended")
+
+    def _fail(self, reason: str) -> None:
+        if self._on_failure is not None:
+            self._on_failure(reason)
 
     async def stop(self) -> None:
         """Refuse new images, run every queued one, then end the loop."""
         self._closing = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        if self._task is not None:  # a task that died has been reported (_on_task_end)
+            await asyncio.gather(self._task, return_exceptions=True)
 
-    def reserve(self, count: int) -> None:
+    @property
+    def alive(self) -> bool:
+        """Started and its loop still running."""
+        return self._task is not None and not self._task.done()
+
+    def reserve(self, count: int) -> Permit:
         """Admit `count` images or refuse at once: 413 if they could never fit, 503 if full."""
         if self._closing:
             raise NotReady("the server is shutting down")
@@ -109,13 +181,10 @@ class Batcher:
                 f"the queue is full ({self._reserved} of {self.max_queue} images); retry later"
             )
         self._set_depth(self._reserved + count)
+        return Permit(self, count)
 
-    def release(self, count: int) -> None:
-        """Give back admissions that will not be submitted (e.g. an undecodable image)."""
-        self._set_depth(self._reserved - count)
-
-    def submit(self, tensor: np.ndarray) -> asyncio.Future[Result]:
-        """Queue one reserved image; its future gets its rows of the outputs."""
+    def _enqueue(self, tensor: np.ndarray) -> asyncio.Future[Result]:
+        """Queue one image that a permit admitted."""
         item = _Item(tensor, asyncio.get_running_loop().create_future())
         item.future.add_done_callback(lambda future: self._on_done(item))
         self._queue.append(item)
@@ -136,8 +205,8 @@ class Batcher:
 
     def _set_depth(self, value: int) -> None:
         self._reserved = value
-        if self._metrics is not None:
-            self._metrics.queue_depth.set(value)
+        if self._observer is not None:
+            self._observer.queue_depth(value)
 
     async def _run_forever(self) -> None:
         try:
@@ -214,10 +283,6 @@ class Batcher:
     async def _compute_each(self, batch: list[_Item]) -> list[Result | Exception]:
         """Each item's rows of the outputs, or the exception its own run raised."""
         started = time.perf_counter()
-        if self._metrics is not None:
-            self._metrics.batch_size.observe(len(batch))
-            for item in batch:
-                self._metrics.queue_wait.observe(started - item.enqueued)
         try:
             outputs = await self._compute(np.stack([item.tensor for item in batch]))
         except Exception as exc:
@@ -230,8 +295,9 @@ class Batcher:
                 answers += [exc] if item.future.done() else await self._compute_each([item])
             return answers
         finally:
-            if self._metrics is not None:
-                self._metrics.inference_duration.observe(time.perf_counter() - started)
+            if self._observer is not None:
+                waits = [started - item.enqueued for item in batch]
+                self._observer.batch_run(len(batch), waits, time.perf_counter() - started)
         inference_s = time.perf_counter() - started
         return [
             Result(
@@ -245,7 +311,15 @@ class Batcher:
 
     async def _compute(self, batch: np.ndarray) -> Outputs:
         loop = asyncio.get_running_loop()
-        outputs = await loop.run_in_executor(self._executor, self._predict, batch)
+        run = loop.run_in_executor(self._executor, self._predict, batch)
+        if self.run_timeout_s > 0:
+            done, _ = await asyncio.wait({run}, timeout=self.run_timeout_s)
+            if not done:  # the callers keep waiting, for their answer or their deadline
+                self._fail(
+                    f"a session run (a batch of {len(batch)}) has not returned after "
+                    f"{self.run_timeout_s:g} s (VITSERVE_RUN_TIMEOUT_S)"
+                )
+        outputs = await run
         if any(len(output) != len(batch) for output in outputs):
             raise RuntimeError("the predictor returned a different batch size")
         return outputs

@@ -1,7 +1,13 @@
-"""What each onnxruntime execution provider is asked for: its options, built from the settings and
-the model's own config, and the GPU libraries loaded before it.
+"""Which onnxruntime execution providers to ask for, with which options, and which one the
+session must run on.
 
-Pure functions (no session is created here), so every option is unit-tested on a CPU host:
+onnxruntime-gpu lists CUDA as available on every machine, GPU or not, and asking for it where
+there is no GPU prints a red "failed to load libonnxruntime_providers_cuda" error before
+falling back to the CPU. So `auto` asks for CUDA only where this process can see an NVIDIA GPU;
+`cuda` and `tensorrt` always ask, and the service refuses to start when they are not used.
+
+Each provider's options are pure functions of the settings and the model's own config (unit-tested
+on any host):
 
 - CUDA: the device, an arena that grows by what is asked (a ViT's batches vary in size; the
   default doubling strands memory), copies on the compute stream, optional CUDA graphs;
@@ -17,8 +23,10 @@ import ctypes
 import importlib.util
 import io
 import logging
+import os
 from pathlib import Path
 
+from app.model_config import INPUT_NAME
 from app.settings import Providers, Settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,48 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 
-INPUT = "pixel_values"
+# What each setting asks onnxruntime for, and the provider the session must then run on.
+_REQUESTS: dict[Providers, tuple[list[str], str | None]] = {
+    "auto": ([CUDA, CPU], None),
+    "cpu": ([CPU], CPU),
+    "cuda": ([CUDA, CPU], CUDA),
+    "tensorrt": ([TENSORRT, CUDA, CPU], TENSORRT),
+}
+
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the driver manages
+DEV = Path("/dev")
+
+
+class ProviderError(RuntimeError):
+    """The providers asked for by name are not what the session runs on."""
+
+
+def gpu_visible(dev: Path = DEV, driver_gpus: Path = NVIDIA_GPUS) -> bool:
+    """Whether this process can see an NVIDIA GPU: a `/dev/nvidiaN` device node (what the
+    NVIDIA container runtime passes in), a GPU the driver lists, or WSL2's GPU device
+    `/dev/dxg`; and CUDA_VISIBLE_DEVICES does not hide them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    nodes = [path for path in dev.glob("nvidia*") if path.name.removeprefix("nvidia").isdigit()]
+    listed = driver_gpus.is_dir() and any(driver_gpus.iterdir())
+    return bool(nodes) or listed or (dev / "dxg").exists()
+
+
+def requested_providers(
+    setting: Providers, available: list[str], gpu: bool = True
+) -> tuple[list[str], str | None]:
+    """The providers to ask onnxruntime for, and the one the session is required to run on.
+    `gpu`: whether a GPU is visible; without one `auto` asks for the CPU alone."""
+    wanted, required = _REQUESTS[setting]
+    if required is not None and required not in available:
+        raise ProviderError(
+            f"VITSERVE_PROVIDERS={setting} asks for {required}, but this onnxruntime only offers "
+            f"{', '.join(available)}"
+        )
+    if setting == "auto" and not gpu:
+        wanted = [CPU]
+    return [p for p in wanted if p in available], required
+
 
 ProviderOptions = dict[str, str]
 
@@ -54,7 +103,7 @@ def cuda_options(settings: Settings) -> ProviderOptions:
 
 def profile_shapes(height: int, width: int, batch: int) -> str:
     """TensorRT's shape string for our one input at `batch` images."""
-    return f"{INPUT}:{batch}x3x{height}x{width}"
+    return f"{INPUT_NAME}:{batch}x3x{height}x{width}"
 
 
 def tensorrt_options(

@@ -61,6 +61,7 @@ class Batching(BaseModel):
 class ModelCard(BaseModel):
     name: str
     version: str
+    state: str = Field(description="ready, loading (warming up) or unloading (draining)")
     architecture: str
     labels: list[str]
     input_size: tuple[int, int] = Field(description="height, width of the model input")
@@ -70,5 +71,13 @@ class ModelCard(BaseModel):
     batching: Batching
 
 
+class VersionState(BaseModel):
+    name: str
+    version: str
+    state: str
+    reason: str = Field(description="why it is not loaded: its load error, or unloaded")
+
+
 class ModelList(BaseModel):
-    models: list[ModelCard]
+    models: list[ModelCard] = Field(description="every version loaded")
+    unavailable: list[VersionState] = Field(description="versions on disk not loaded")

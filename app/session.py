@@ -13,43 +13,27 @@ import onnxruntime as ort
 
 from app.bound_session import BoundSession, CudaGraphSession
 from app.buckets import bucket_for, bucket_sizes, pad_batch
-from app.model_config import MODEL_FILE, ModelConfig, read_model_config
-from app.providers import CPU, CUDA, TENSORRT, preload_gpu_libraries, provider_options
-from app.settings import Providers, Settings
+from app.model_check import ModelError, check_graph, check_outputs, load_config
+from app.model_config import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, ModelConfig
+from app.providers import (
+    CUDA,
+    TENSORRT,
+    ProviderError,
+    gpu_visible,
+    preload_gpu_libraries,
+    provider_options,
+    requested_providers,
+)
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-INPUT = "pixel_values"
-OUTPUTS = ("logits", "attention")
 
-# What each setting asks onnxruntime for, and the provider the session must then run on.
-_REQUESTS: dict[Providers, tuple[list[str], str | None]] = {
-    "auto": ([CUDA, CPU], None),
-    "cpu": ([CPU], CPU),
-    "cuda": ([CUDA, CPU], CUDA),
-    "tensorrt": ([TENSORRT, CUDA, CPU], TENSORRT),
-}
-
-
-class ProviderError(RuntimeError):
-    """The providers asked for by name are not what the session runs on."""
-
-
-def requested_providers(setting: Providers, available: list[str]) -> tuple[list[str], str | None]:
-    """The providers to ask onnxruntime for, and the one the session is required to run on."""
-    wanted, required = _REQUESTS[setting]
-    if required is not None and required not in available:
-        raise ProviderError(
-            f"VITSERVE_PROVIDERS={setting} asks for {required}, but this onnxruntime only offers "
-            f"{', '.join(available)}"
-        )
-    return [p for p in wanted if p in available], required
-
-
-def session_options(settings: Settings) -> ort.SessionOptions:
-    """Thread counts and spinning as the settings say; one run at a time."""
+def session_options(settings: Settings, intra_op_threads: int | None = None) -> ort.SessionOptions:
+    """Thread counts (`intra_op_threads`, or the settings' whole budget) and spinning as the
+    settings say; one run at a time."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.onnx_threads
+    options.intra_op_num_threads = intra_op_threads or settings.onnx_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -71,6 +55,8 @@ class OnnxModel:
 
     config: ModelConfig
     session: ort.InferenceSession
+    model_dir: Path
+    intra_op_threads: int
     buckets: tuple[int, ...] | None = None
     runner: BatchRunner | None = field(default=None, repr=False)
 
@@ -91,30 +77,26 @@ class OnnxModel:
         if self.runner is not None:
             logits, attention = self.runner.run(pixel_values)
         else:
-            logits, attention = self.session.run(list(OUTPUTS), {INPUT: pixel_values})
+            logits, attention = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixel_values})
         return np.asarray(logits)[:count], np.asarray(attention)[:count]
 
     def warm_up(self, batch_size: int) -> None:
         """A batch of zeros at every bucket size (or one full-size batch), so that no request
-        pays for an allocation, an engine build or a graph capture."""
+        pays for an allocation, an engine build or a graph capture; the outputs must have the
+        shapes the config promises (ModelError otherwise)."""
         for size in self.buckets or (batch_size,):
             batch = np.zeros((size, *self.input_shape), dtype=np.float32)
             started = time.perf_counter()
-            logits, attention = self.run(batch)
-            log.debug("warm-up run at batch %d: %.2f s", size, time.perf_counter() - started)
-            if logits.shape != (size, len(self.config.labels)) or attention.shape != (
-                size,
-                *self.config.grid,
-            ):
-                raise ValueError(
-                    f"warm-up at batch {size}: outputs {logits.shape} and {attention.shape} do "
-                    f"not match the config's {len(self.config.labels)} labels and grid "
-                    f"{self.config.grid}"
-                )
+            try:
+                logits, attention = self.run(batch)
+            except Exception as exc:  # onnxruntime's own errors: the graph cannot run this input
+                raise ModelError(self.model_dir, f"a batch of {size} does not run: {exc}") from exc
+            log.debug("warm-up at batch %d: %.2f s", size, time.perf_counter() - started)
+            check_outputs(self.model_dir, self.config, size, logits, attention)
 
 
 def batch_runner(
-    session: ort.InferenceSession, config: ModelConfig, settings: Settings
+    session: ort.InferenceSession, config: ModelConfig, settings: Settings, max_batch_size: int
 ) -> BatchRunner | None:
     """IO binding (`VITSERVE_IO_BINDING`) or CUDA graphs (`VITSERVE_CUDA_GRAPHS`), else None."""
     on_gpu = session.get_providers()[0] in (CUDA, TENSORRT)
@@ -122,18 +104,18 @@ def batch_runner(
     if settings.cuda_graphs and on_gpu:
         return CudaGraphSession(
             session,
-            INPUT,
-            {OUTPUTS[0]: (len(config.labels),), OUTPUTS[1]: tuple(config.grid)},
-            bucket_sizes(settings.max_batch_size),
+            INPUT_NAME,
+            {OUTPUT_NAMES[0]: (len(config.labels),), OUTPUT_NAMES[1]: tuple(config.grid)},
+            bucket_sizes(max_batch_size),
             (3, height, width),
             settings.device_id,
         )
     if settings.io_binding:
         return BoundSession(
             session,
-            INPUT,
-            OUTPUTS,
-            settings.max_batch_size,
+            INPUT_NAME,
+            OUTPUT_NAMES,
+            max_batch_size,
             (3, height, width),
             device="cuda" if on_gpu else "cpu",
             device_id=settings.device_id,
@@ -142,39 +124,53 @@ def batch_runner(
     return None
 
 
-def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
-    """Read config.json, open model.onnx on the providers the settings allow, check them."""
-    config = read_model_config(model_dir)
+def load_model(
+    model_dir: Path, settings: Settings, intra_op_threads: int | None = None
+) -> OnnxModel:
+    """Read and check config.json, open model.onnx on the providers the settings allow, check
+    the providers and the graph against the config. ModelError or ProviderError say why not.
+    `intra_op_threads`: this session's share of the settings' thread budget (default: all)."""
+    threads = intra_op_threads or settings.onnx_threads
+    config = load_config(model_dir)
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise ModelError(model_dir, f"no {MODEL_FILE}")
+    max_batch_size = config.serving.max_batch_size or settings.max_batch_size
     preload_gpu_libraries(settings.providers)
-    wanted, required = requested_providers(settings.providers, ort.get_available_providers())
+    available = ort.get_available_providers()
+    wanted, required = requested_providers(settings.providers, available, gpu_visible())
     if TENSORRT in wanted:
         log.info(
-            "TensorRT: building or loading engines for batch 1..%d (cache: %s); this can take "
-            "minutes without a cache",
-            settings.max_batch_size,
+            "TensorRT: building or loading engines for batch 1..%d of %s (cache: %s); minutes "
+            "without a cache",
+            max_batch_size,
+            model_dir,
             settings.trt_cache_dir or "none",
         )
     started = time.perf_counter()
-    session = ort.InferenceSession(
-        str(model_dir / MODEL_FILE),
-        sess_options=session_options(settings),
-        providers=provider_options(
-            wanted, settings, config.preprocess.crop, settings.max_batch_size
-        ),
-    )
+    try:
+        session = ort.InferenceSession(
+            str(path),
+            sess_options=session_options(settings, threads),
+            providers=provider_options(wanted, settings, config.preprocess.crop, max_batch_size),
+        )
+    except Exception as exc:  # onnxruntime raises its own types for every kind of bad file
+        raise ModelError(model_dir, f"onnxruntime cannot load {MODEL_FILE}: {exc}") from exc
     in_use = list(session.get_providers())
     if required is not None and (not in_use or in_use[0] != required):
         raise ProviderError(
             f"VITSERVE_PROVIDERS={settings.providers} requires {required}, but the session runs "
             f"on {', '.join(in_use)} (is a GPU and its CUDA/cuDNN libraries present?)"
         )
-    names = {i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()}
-    if INPUT not in names[0] or not set(OUTPUTS) <= names[1]:
-        raise ValueError(
-            f"{model_dir / MODEL_FILE} must take {INPUT!r} and give {OUTPUTS}; "
-            f"it takes {sorted(names[0])} and gives {sorted(names[1])}"
-        )
-    buckets = bucket_sizes(settings.max_batch_size) if settings.bucketed else None
+    check_graph(
+        model_dir,
+        config,
+        inputs={i.name: (i.shape, i.type) for i in session.get_inputs()},
+        outputs={o.name: o.shape for o in session.get_outputs()},
+        max_batch_size=max_batch_size,
+    )
+    buckets = bucket_sizes(max_batch_size) if settings.bucketed else None
+    runner = batch_runner(session, config, settings, max_batch_size)
     log.info(
         "loaded %s v%s from %s on %s (asked for %s) in %.1f s, %d intra-op threads, "
         "batch sizes %s, %s",
@@ -184,8 +180,8 @@ def load_model(model_dir: Path, settings: Settings) -> OnnxModel:
         ", ".join(in_use),
         ", ".join(wanted),
         time.perf_counter() - started,
-        settings.onnx_threads,
-        ", ".join(map(str, buckets)) if buckets else f"1..{settings.max_batch_size}",
-        "CUDA graphs" if settings.cuda_graphs else "IO binding" if settings.io_binding else "run",
+        threads,
+        ", ".join(map(str, buckets)) if buckets else f"1..{max_batch_size}",
+        type(runner).__name__ if runner else "session.run",
     )
-    return OnnxModel(config, session, buckets, batch_runner(session, config, settings))
+    return OnnxModel(config, session, model_dir, threads, buckets, runner)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.settings import available_cores  # noqa: E402
+from app.cores import available_cores  # noqa: E402
 from model.config import config_from_name  # noqa: E402
 from model.rollout import attention_rollout, cls_attention_rollout  # noqa: E402
 from model.vit import VisionTransformer  # noqa: E402

@@ -3,6 +3,10 @@
 Per layer: fuse heads, add the identity for the residual path, re-normalise each row:
 A' = (A + I) / rowsum(A + I). Rollout = A'_L ... A'_2 A'_1 (first layer rightmost); the map is
 the class token's row over the patch tokens. Only ONNX-exportable operations are used.
+
+`cls_rollout_vector` is the one implementation of the mean-fusion map that the exported graph
+and the experiments compute; `attention_rollout` and `cls_attention_rollout` are the readable
+definitions it is tested against (and the paths for max/min head fusion).
 """
 
 from __future__ import annotations
@@ -59,3 +63,29 @@ def cls_attention_rollout(
     for attention in reversed(attentions[:-1]):
         row = row @ residual_normalised(fuse_heads(attention, head_fusion))
     return _to_grid(row[:, 0], grid_size)
+
+
+def cls_rollout_vector(attentions: Sequence[Tensor], grid_size: tuple[int, int]) -> Tensor:
+    """Per-layer probabilities (B, heads, N, N), first layer first -> the rollout's class-token
+    row over the patches (B, gh, gw): mean head fusion, identity for the residual, not
+    rescaled. Equal to `cls_attention_rollout(attentions, grid_size)`, rewritten for a cheap
+    ONNX graph (same numbers up to float rounding):
+
+    - each layer's fused, residual-normalised matrix A' = (mean_h P_h + I) / 2 is never built:
+      softmax rows sum to 1, so every row of mean_h P_h + I sums to 2 and
+      r A' = (r / 2) @ mean_h P_h + r / 2 = (r / 2h) @ [P_1; ...; P_h] + r / 2,
+      one vector-matrix product over the stacked heads per layer;
+    - the last layer contributes only its class-token row: P_h[0, :].
+    """
+    last = attentions[-1]
+    B, heads, N, _ = last.shape
+    # Last layer: only the class token's row, (mean_h P_h[0] + e_0) / 2.
+    row = last[:, :, 0, :].mean(dim=1, keepdim=True)  # (B, 1, N)
+    e_cls = torch.zeros(1, 1, N, dtype=last.dtype, device=last.device)
+    e_cls[..., 0] = 1.0
+    row = (row + e_cls) * 0.5
+    for attention in reversed(attentions[:-1]):
+        stacked = attention.reshape(B, heads * N, N)  # (B, heads*N, N): the heads' rows stacked
+        half = row * 0.5  # (B, 1, N)
+        row = (half * (1.0 / heads)).repeat(1, 1, heads) @ stacked + half  # (B, 1, N)
+    return row[:, 0, 1:].reshape(B, grid_size[0], grid_size[1])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.onnx_export import INPUT_NAME, ExportCheckError, ort_session
+from app.model_config import INPUT_NAME, OUTPUT_NAMES
+from training.onnx_export import ExportCheckError, ort_session
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _outputs(path: Path, images: np.ndarray, providers: list[str], batch_size: i
     logits, attention = [], []
     for start in range(0, len(images), batch_size):
         batch_logits, batch_attention = session.run(
-            ["logits", "attention"], {INPUT_NAME: images[start : start + batch_size]}
+            list(OUTPUT_NAMES), {INPUT_NAME: images[start : start + batch_size]}
         )
         logits.append(batch_logits)
         attention.append(batch_attention)

@@ -10,13 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from training.cli_options import option as _opt
+
 Stage = Literal["pretrain", "finetune"]
 DEFAULT_ARCH = "vit_tiny_patch4_32"
-
-
-def _opt(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field whose help text becomes the command-line option's documentation."""
-    return field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclass
@@ -54,7 +51,9 @@ class TrainConfig:
     """Everything a pretrain or finetune run needs; `to_dict()` is saved in every checkpoint."""
 
     stage: Stage = _opt("pretrain", "pretrain (random init) or finetune (from --init)")
-    data: str = _opt("digits", "folder path, 'fractal', or a packaged set: digits, mnist")
+    data: str = _opt(
+        "digits", "folder path, 'fractal', 'contours', or a packaged set: digits, mnist"
+    )
     out: str = _opt("runs/train", "run directory (config, metrics.jsonl, curves.png, *.pt)")
     init: str | None = _opt(None, "finetune: checkpoint to start from (ours, timm, HF, npz)")
     resume: bool = _opt(False, "continue the run in --out from its last.pt (if there is one)")
@@ -79,12 +78,29 @@ class TrainConfig:
     mixup_alpha: float = _opt(0.0, "mixup Beta(alpha, alpha) (0: off)")
     fractal_classes: int = _opt(100, "FractalDB: number of classes")
     fractal_instances: int = _opt(100, "FractalDB: images per class")
-    cache_dir: str | None = _opt(None, "FractalDB: cache directory for generated images")
+    contour_classes: int = _opt(50, "contours: number of classes")
+    contour_instances: int = _opt(100, "contours: images per class")
+    cache_dir: str | None = _opt(None, "FractalDB, contours: cache directory for generated images")
     # Running.
     seed: int = _opt(0, "seed of init, data order, splits and augmentation")
-    workers: int = _opt(0, "DataLoader worker processes per rank")
+    workers: int | None = _opt(
+        None,
+        "DataLoader worker processes per rank (default: this process's cores shared by the "
+        "node's ranks, less one for the training process; 0: load in the training process)",
+    )
     checkpoint_every: int = _opt(50, "also save last.pt every this many steps (0: epoch ends)")
-    amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    # Speed (training/fast_path.py decides what each means on the run's device).
+    amp: bool | None = _opt(None, "bf16 autocast (default: on for CUDA, off on CPU)")
+    compile: bool | None = _opt(
+        None, "torch.compile the model (default: on for CUDA, off on CPU where it did not pay)"
+    )
+    tf32: bool = _opt(True, "TF32 tensor cores for matmuls left in fp32 (CUDA only)")
+    grad_checkpointing: bool = _opt(
+        False, "recompute each block's activations in backward: less memory, ~30% more compute"
+    )
+    deterministic: bool = _opt(
+        False, "deterministic kernels only (bit-exact reruns on CUDA; slower)"
+    )
     progress: bool = _opt(True, "progress bar with loss, accuracy and images/s")
 
     def to_dict(self) -> dict[str, Any]:

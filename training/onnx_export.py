@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.settings import available_cores
+from app.cores import available_cores
+from app.model_config import ATTENTION, INPUT_NAME, LOGITS, OUTPUT_NAMES
 
-INPUT_NAME = "pixel_values"
-OUTPUT_NAMES = ("logits", "attention")
 OPSET = 18  # >= 17: LayerNormalization is one op
 CHECK_BATCH_SIZES = (1, 5)  # the self-check's batch sizes; the trace uses 2
 # Self-check tolerances, float32 ONNX vs PyTorch: |a - b| <= atol + rtol * |b|.
@@ -72,7 +71,7 @@ def export_onnx(module: nn.Module, path: str | Path, image_size: int, opset: int
     example = torch.randn(2, 3, image_size, image_size)
     with torch.no_grad():
         outputs = module(example)
-    output_names = list(OUTPUT_NAMES[: len(outputs)]) if isinstance(outputs, tuple) else ["logits"]
+    output_names = list(OUTPUT_NAMES[: len(outputs)]) if isinstance(outputs, tuple) else [LOGITS]
     batch = torch.export.Dim("batch", min=1, max=4096)
     with _quiet_exporter(), torch.no_grad():
         torch.onnx.export(
@@ -97,7 +96,7 @@ def check_outputs(
 ) -> None:
     """Raise `ExportCheckError` unless every expected output is matched in shape and value
     (|actual - expected| <= atol + rtol * |expected|, per output)."""
-    tolerances = tolerances or {"logits": LOGITS_TOL, "attention": ATTENTION_TOL}
+    tolerances = tolerances or {LOGITS: LOGITS_TOL, ATTENTION: ATTENTION_TOL}
     for name, want in expected.items():
         if name not in actual:
             raise ExportCheckError(f"the ONNX model has no output {name!r}")

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from training.onnx_export import INPUT_NAME
+from app.model_config import INPUT_NAME
 
 Precision = Literal["fp32", "fp16", "int8"]
 

@@ -12,44 +12,13 @@ import importlib.util
 import json
 import logging
 import sys
-import types
-import typing
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
+from training.cli_options import add_dataclass_options
 from training.config import STAGE_DEFAULTS, ModelSpec, Stage, TrainConfig, merge
 
 _HIDDEN = ("stage", "model")  # set by the subcommand / gathered from the model options
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_field_options(
-    parser: argparse.ArgumentParser, cls: type, defaults: Any, title: str
-) -> None:
-    """One option per dataclass field, its help the field's, unset unless given."""
-    group = parser.add_argument_group(title)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in _HIDDEN or (f.name == "init" and defaults.stage == "pretrain"):
-            continue
-        kind = hints[f.name]
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": f.name}
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):
-            (kind,) = [a for a in typing.get_args(kind) if a is not type(None)]
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is Literal:
-            kwargs["choices"] = typing.get_args(kind)
-        else:
-            kwargs["type"] = kind
-            kwargs["metavar"] = f.name.upper()
-        default = getattr(defaults, f.name)
-        text = f.metadata.get("help", "")
-        kwargs["help"] = text if "default:" in text else f"{text} (default: {default})"
-        group.add_argument(_flag(f.name), **kwargs)
 
 
 def _add_train_parser(subparsers: Any, stage: Stage, help: str) -> None:
@@ -61,8 +30,9 @@ def _add_train_parser(subparsers: Any, stage: Stage, help: str) -> None:
         help="TOML file of options (a [model] table for the model); "
         "command-line options override it",
     )
-    _add_field_options(parser, TrainConfig, defaults, "training")
-    _add_field_options(parser, ModelSpec, defaults.model, "model")
+    skip = {*_HIDDEN, "init"} if stage == "pretrain" else set(_HIDDEN)
+    add_dataclass_options(parser.add_argument_group("training"), TrainConfig, defaults, skip)
+    add_dataclass_options(parser.add_argument_group("model"), ModelSpec, defaults.model)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""What handlers get injected: the settings, the metrics, the classifier once it is ready."""
+"""What handlers get injected: the settings, the metrics, the request-bytes budget, the model
+repository."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.buffers import BufferBudget
 from app.errors import NotReady
-from app.inference import Classifier
 from app.metrics import Metrics
+from app.repository import ModelRepository
 from app.settings import Settings
 
 
@@ -20,22 +22,19 @@ def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def loaded_classifier(request: Request) -> Classifier:
-    """The classifier, ready or not (for metadata)."""
-    classifier: Classifier | None = request.app.state.classifier
-    if classifier is None:
-        raise NotReady("the model is not loaded")
-    return classifier
+def buffers(request: Request) -> BufferBudget:
+    return request.app.state.buffers
 
 
-def ready_classifier(classifier: Annotated[Classifier, Depends(loaded_classifier)]) -> Classifier:
-    """The classifier, or 503 not_ready until it has warmed up."""
-    if not classifier.ready:
-        raise NotReady()
-    return classifier
+def repository(request: Request) -> ModelRepository:
+    """The repository once it is open (503 not_ready before)."""
+    repository: ModelRepository | None = request.app.state.repository
+    if repository is None:
+        raise NotReady("the models are not loaded")
+    return repository
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
-LoadedClassifierDep = Annotated[Classifier, Depends(loaded_classifier)]
-ClassifierDep = Annotated[Classifier, Depends(ready_classifier)]
+BuffersDep = Annotated[BufferBudget, Depends(buffers)]
+RepositoryDep = Annotated[ModelRepository, Depends(repository)]

@@ -27,26 +27,23 @@ async def within_deadline(
     request: Request,
     work: Coroutine[Any, Any, T],
     deadline: float,
-    *,
-    watch_client: bool = True,
 ) -> T:
-    """`work`'s result, unless the deadline (perf_counter) passes or the client leaves first."""
+    """`work`'s result, unless the deadline (perf_counter) passes or the client leaves first
+    (call it once the body has been read)."""
     task = asyncio.ensure_future(work)
-    watchers: set[asyncio.Future[Any]] = {task}
-    watcher = asyncio.ensure_future(_disconnected(request)) if watch_client else None
-    if watcher is not None:
-        watchers.add(watcher)
+    watcher = asyncio.ensure_future(_disconnected(request))
     try:
         timeout = max(0.0, deadline - time.perf_counter())
-        done, _ = await asyncio.wait(watchers, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        watcher.cancel()
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     if task in done:
         return task.result()
-    if watcher is not None and watcher in done:
+    if watcher in done:
         raise ClientGone("the client disconnected before its answer")
     raise Timeout("the request was not answered within the request timeout")

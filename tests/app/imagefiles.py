@@ -26,20 +26,77 @@ def photo(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels, "RGB")
 
 
-def png_bomb(width: int, height: int) -> bytes:
-    """A 1-bit PNG of width x height zeros: a few kilobytes that claim `width * height` pixels."""
-    row = b"\x00" + b"\x00" * ((width + 7) // 8)  # filter byte + packed bits
-    compressor = zlib.compressobj(9)
-    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
 
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+def png_bomb(width: int, height: int, bit_depth: int = 1, colour_type: int = 0) -> bytes:
+    """A PNG of width x height zeros (1-bit grey by default): a few kilobytes that claim
+    `width * height` pixels. Colour type 0 grey, 2 RGB, 4 grey + alpha, 6 RGBA."""
+    row_bytes = (width * PNG_CHANNELS[colour_type] * bit_depth + 7) // 8
+    compressor = zlib.compressobj(1)
+    zeros = bytes(min(row_bytes + 1, 1 << 20))
+    data = bytearray()
+    for _ in range(height):  # filter byte + samples, in pieces of at most 1 MiB
+        left = row_bytes + 1
+        while left:
+            data += compressor.compress(zeros[: min(left, len(zeros))])
+            left -= min(left, len(zeros))
+    data += compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", bytes(data))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def tiff_tile_trick(tile: int = 16384) -> bytes:
+    """A TIFF that says it is 1 x 1 but stores its pixel in one `tile` x `tile` deflated tile:
+    a decoder that trusts the tile decodes tile**2 bytes."""
+    compressor = zlib.compressobj(1)
+    zeros = bytes(1 << 20)
+    data = b"".join(compressor.compress(zeros) for _ in range(tile * tile // len(zeros)))
+    data += compressor.flush()
+    entries = [  # tag, type (3 short, 4 long), value
+        (256, 4, 1),  # ImageWidth
+        (257, 4, 1),  # ImageLength
+        (258, 3, 8),  # BitsPerSample
+        (259, 3, 8),  # Compression: deflate
+        (262, 3, 1),  # Photometric: black is zero
+        (277, 3, 1),  # SamplesPerPixel
+        (322, 4, tile),  # TileWidth
+        (323, 4, tile),  # TileLength
+        (324, 4, 0),  # TileOffsets, filled in below
+        (325, 4, len(data)),  # TileByteCounts
+    ]
+    ifd_size = 2 + 12 * len(entries) + 4
+    data_offset = 8 + ifd_size
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, value in entries:
+        value = data_offset if tag == 324 else value
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, 1) + packed
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + data
+
+
+def ico_trick(side: int = 10_000) -> bytes:
+    """An ICO whose directory says 16 x 16 but whose one entry is a `side` x `side` PNG."""
+    png = png_bomb(side, side)
+    directory = struct.pack("<HHH", 0, 1, 1)  # reserved, type icon, one entry
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 6 + 16)
+    return directory + entry + png
+
+
+def eps_file() -> bytes:
+    """A small Encapsulated PostScript file: Pillow would hand it to Ghostscript."""
+    return (
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"
+        b"newpath 0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n"
     )
 
 

@@ -44,8 +44,8 @@ def make(predict: FakePredictor, **settings: float) -> Batcher:
 
 
 def submit(batcher: Batcher, value: float) -> asyncio.Future:
-    batcher.reserve(1)
-    return batcher.submit(np.full(2, value, dtype=np.float32))
+    with batcher.reserve(1) as permit:
+        return permit.submit(np.full(2, value, dtype=np.float32))
 
 
 def test_calls_wait_until_the_batch_is_full() -> None:
@@ -127,8 +127,10 @@ def test_admission_is_bounded() -> None:
         predict.release.set()
         await asyncio.wait_for(asyncio.gather(*running, *queued), 2)
         assert batcher.depth == 0 and predict.batches == [2, 2, 2]
-        batcher.reserve(4)
-        batcher.release(4)
+        with batcher.reserve(4) as permit:
+            assert batcher.depth == 4
+            permit.submit(np.zeros(2, dtype=np.float32))
+        assert batcher.depth == 1  # the three places not spent are given back on exit
         await batcher.stop()
 
     asyncio.run(scenario())
@@ -170,5 +172,57 @@ def test_workers_compute_batches_at_once() -> None:
         assert predict.batches == [2, 2, 2]
         assert [r.outputs[0].tolist() for r in results] == [[2 * i, 2 * i] for i in range(6)]
         await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_run_past_the_watchdog_is_reported_and_still_answered() -> None:
+    async def scenario() -> None:
+        predict, reasons = FakePredictor(), []
+        predict.release.clear()  # the run hangs until released
+        batcher = Batcher(
+            predict,
+            ThreadPoolExecutor(1),
+            max_batch_size=1,
+            max_wait_s=0,
+            max_queue=2,
+            run_timeout_s=0.2,
+            on_failure=reasons.append,
+        )
+        batcher.start()
+        future = submit(batcher, 1)
+        await asyncio.sleep(0.5)
+        assert reasons == [
+            "a session run (a batch of 1) has not returned after 0.2 s (VITSERVE_RUN_TIMEOUT_S)"
+        ]
+        assert not future.done()
+        predict.release.set()
+        assert (await asyncio.wait_for(future, 2)).outputs[0].tolist() == [2, 2]
+        await batcher.stop()
+        assert len(reasons) == 1  # a stop that was asked for is no failure
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_batcher_task_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        reasons: list[str] = []
+        batcher = Batcher(
+            FakePredictor(),
+            ThreadPoolExecutor(1),
+            max_batch_size=2,
+            max_wait_s=0,
+            max_queue=2,
+            on_failure=reasons.append,
+        )
+
+        def bug() -> list:
+            raise RuntimeError("a bug in the batcher")
+
+        monkeypatch.setattr(batcher, "_take", bug)  # what a bug in the loop would do
+        batcher.start()
+        submit(batcher, 1)
+        await asyncio.sleep(0.2)
+        assert reasons == ["the batcher task died: RuntimeError('a bug in the batcher')"]
 
     asyncio.run(scenario())

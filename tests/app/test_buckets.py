@@ -11,7 +11,8 @@ import pytest
 
 from app.bound_session import BoundSession
 from app.buckets import bucket_for, bucket_sizes, pad_batch
-from app.session import INPUT, OUTPUTS, load_model
+from app.model_config import INPUT_NAME, OUTPUT_NAMES
+from app.session import load_model
 from app.settings import Settings
 
 
@@ -68,7 +69,7 @@ def test_runs_answer_as_plain_runs(tiny_model_dir: Path, plain, options: dict) -
 
 
 def test_bound_session_reuses_its_buffers_across_threads(tiny_model_dir: Path, plain) -> None:  # type: ignore[no-untyped-def]
-    bound = BoundSession(plain.session, INPUT, OUTPUTS, 4, (3, 32, 32), slots=2)
+    bound = BoundSession(plain.session, INPUT_NAME, OUTPUT_NAMES, 4, (3, 32, 32), slots=2)
     results: dict[int, tuple[np.ndarray, ...]] = {}
 
     def work(seed: int) -> None:

@@ -1,4 +1,5 @@
-"""Overload, timeouts, clients that leave, and readiness, on real servers with slow batches."""
+"""Overload, clients that leave, and readiness, on real servers with slow batches (timeouts:
+test_serve_watchdog.py, with a model whose runs never end)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_overload_timeout_client_gone_and_recovery(start_server) -> None:
-    # A batch of 8 that waits up to 3 s to fill; the queue holds one batch; 1.5 s to answer.
-    server = start_server(max_batch_size=8, max_queue=8, max_wait_ms=3000, request_timeout_s=1.5)
+def test_overload_client_gone_and_recovery(start_server) -> None:
+    # A batch of 8 that waits up to 3 s to fill; the queue holds one batch.
+    server = start_server(max_batch_size=8, max_queue=8, max_wait_ms=3000, request_timeout_s=10)
     responses: dict[str, httpx.Response] = {}
 
     def post(name: str, count: int) -> None:
@@ -44,9 +45,8 @@ def test_overload_timeout_client_gone_and_recovery(start_server) -> None:
     assert server.client.post("/classify", files=files(9)).status_code == 413
 
     waiting.join()
-    assert responses["waiting"].status_code == 504
-    assert responses["waiting"].json()["error"]["code"] == "timeout"
-    assert server.metric("vitserve_queue_depth") == 0  # the timed-out images left the queue
+    assert responses["waiting"].status_code == 200  # its batch closed after 3 s, not full
+    assert server.metric("vitserve_queue_depth") == 0
 
     # A client that hangs up: its image is dropped before it costs compute.
     with pytest.raises(httpx.ReadTimeout):
@@ -57,11 +57,9 @@ def test_overload_timeout_client_gone_and_recovery(start_server) -> None:
     # Recovered: a full batch runs at once.
     recovered = server.client.post("/classify", files=files(8))
     assert recovered.status_code == 200 and len(recovered.json()["results"]) == 8
-    assert server.metric("vitserve_batch_size_count") == 1  # nothing else was computed
+    assert server.metric("vitserve_batch_size_count") == 2  # nothing else was computed
     assert server.metric("vitserve_rejected_total", 'reason="queue_full"') == 1
-    assert server.metric("vitserve_rejected_total", 'reason="timeout"') == 1
     assert server.metric("vitserve_requests_total", 'route="/classify",status="503"') == 1
-    assert server.metric("vitserve_requests_total", 'route="/classify",status="504"') == 1
 
 
 def test_not_ready_until_warmed_up(start_server) -> None:

@@ -12,9 +12,11 @@ from imagefiles import encode, photo, png_bomb
 from PIL import Image
 from pydantic import ValidationError
 
+from app import settings as settings_module
 from app.errors import EmptyImage, ImageTooLarge, InvalidImage
-from app.images import decode_image, to_rgb
+from app.images import DecodeLimits, decode_image
 from app.postprocess import heatmap_png, scale_attention, softmax, top_k
+from app.preprocess import to_8bit
 from app.settings import Settings
 
 
@@ -45,32 +47,74 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("INFO", "Debug", " warning "):
+        monkeypatch.setenv("VITSERVE_LOG_LEVEL", value)
+        assert Settings().log_level == value.strip().lower()
+    monkeypatch.setenv("VITSERVE_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_max_wait_must_be_shorter_than_the_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_REQUEST_TIMEOUT_S", "2")
+    monkeypatch.setenv("VITSERVE_MAX_WAIT_MS", "1999")
+    assert Settings().max_wait_ms == 1999
+    monkeypatch.setenv("VITSERVE_MAX_WAIT_MS", "2000")
+    with pytest.raises(ValidationError, match="must be shorter than request_timeout_s"):
+        Settings()
+
+
+def test_api_keys_are_read_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_API_KEYS", "sekrit-one,sekrit-two")
+    settings = Settings()
+    assert settings.api_key_set == {"sekrit-one", "sekrit-two"}
+    assert "sekrit" not in repr(settings) and "sekrit" not in str(settings.model_dump())
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "1")  # any invalid setting: the error hides inputs
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "sekrit" not in str(caught.value)
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "256")
+    monkeypatch.setenv("VITSERVE_API_KEYS", "/no/such/file")
+    with pytest.raises(ValidationError, match="cannot be read"):
+        Settings()
+
+
+def test_thread_counts_follow_available_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "available_cores", lambda: 4)
+    s = Settings(inference_workers=2)
+    assert (s.onnx_threads, s.decode_threads) == (2, 4)
+
+
 def test_decode_limits_and_modes() -> None:
     with pytest.raises(EmptyImage):
-        decode_image(b"", 100)
+        decode_image(b"", DecodeLimits(100))
     with pytest.raises(InvalidImage):
-        decode_image(b"GIF89a broken", 100)
+        decode_image(b"GIF89a broken", DecodeLimits(100))
     with pytest.raises(ImageTooLarge):
-        decode_image(encode(photo(20, 10), "PNG"), 199)
+        decode_image(encode(photo(20, 10), "PNG"), DecodeLimits(199))
     with pytest.raises(ImageTooLarge):
-        decode_image(png_bomb(30_000, 30_000), 64_000_000)  # beyond Pillow's own bomb limit
-    assert decode_image(encode(photo(20, 10), "PNG"), 200).size == (20, 10)
+        decode_image(png_bomb(30_000, 30_000), DecodeLimits(64_000_000))
+    with pytest.raises(ImageTooLarge):  # RGBA counts 4/3 of a pixel: 200 pixels cost 267
+        decode_image(encode(photo(20, 10).convert("RGBA"), "PNG"), DecodeLimits(266))
+    assert decode_image(encode(photo(20, 10), "PNG"), DecodeLimits(200)).image.size == (20, 10)
     for mode in ("1", "L", "LA", "P", "RGBA", "CMYK", "YCbCr", "I", "F", "I;16"):
-        image = to_rgb(photo(8, 6).convert("L").convert(mode) if mode != "I;16" else photo(8, 6))
-        assert image.mode == "RGB" and image.size == (8, 6), mode
+        image = to_8bit(photo(8, 6).convert("L").convert(mode) if mode != "I;16" else photo(8, 6))
+        assert image.mode in ("L", "RGB") and image.size == (8, 6), mode
 
 
 def test_jpeg_draft_keeps_the_needed_size() -> None:
     big = encode(photo(1024, 800), "JPEG", quality=90)
-    image = decode_image(big, 64_000_000, min_side=224)
-    assert min(image.size) >= 224 and image.size[0] < 1024  # decoded at a reduced scale
-    assert decode_image(big, 64_000_000).size == (1024, 800)
+    decoded = decode_image(big, DecodeLimits(64_000_000, min_side=224))
+    assert min(decoded.image.size) >= 224 and decoded.image.size[0] < 1024  # reduced scale
+    assert decoded.size == (1024, 800)  # the size as sent
+    assert decode_image(big, DecodeLimits(64_000_000)).image.size == (1024, 800)
 
 
 def test_sixteen_bit_grey_keeps_its_range() -> None:
     ramp = (np.arange(256, dtype=np.uint32).reshape(16, 16) * 257).astype(np.uint16)
-    image = to_rgb(Image.fromarray(ramp))
-    assert image.getextrema() == ((0, 255), (0, 255), (0, 255))
+    image = to_8bit(Image.fromarray(ramp))
+    assert image.getextrema() == (0, 255)
 
 
 def test_softmax_top_k_and_scaling() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import torch
 from torch import Tensor, nn
 
 from model import VisionTransformer, attention_rollout, cls_attention_rollout, config_from_name
-from model.rollout import residual_normalised
+from model.rollout import cls_rollout_vector, residual_normalised
 
 
 def _model(randomize: Callable[..., nn.Module]) -> VisionTransformer:
@@ -59,3 +60,15 @@ def test_rollout_matches_the_definition(randomize: Callable[..., nn.Module]) -> 
     assert full.shape == (2, *grid) == (2, 6, 6)
     torch.testing.assert_close(full, expected)
     torch.testing.assert_close(cls_attention_rollout(attentions, grid), expected)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_cls_rollout_vector_equals_the_library_rollouts(depth: int) -> None:
+    torch.manual_seed(depth)
+    attentions = [torch.randn(3, 4, 17, 17).mul(3).softmax(-1) for _ in range(depth)]
+    ours = cls_rollout_vector(attentions, (4, 4))
+    assert ours.shape == (3, 4, 4)
+    torch.testing.assert_close(ours, attention_rollout(attentions, (4, 4)), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        ours, cls_attention_rollout(attentions, (4, 4)), atol=1e-6, rtol=1e-5
+    )

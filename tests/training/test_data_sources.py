@@ -83,8 +83,17 @@ def test_fractal_source() -> None:
     assert split.train.image(0).size == (16, 16)
 
 
+def test_contour_source() -> None:
+    config = TrainConfig(contour_classes=3, contour_instances=5, val_fraction=0.2)
+    split = load_source("contours", config, image_size=16)
+    _check(split, 3)
+    assert len(split.train) == 12 and len(split.val) == 3
+    assert split.train.image(0).size == (16, 16)
+    assert split.labels == ["contour_0000", "contour_0001", "contour_0002"]
+
+
 def test_unknown_source_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="expected a folder, 'fractal', or one of digits"):
+    with pytest.raises(ValueError, match="expected a folder, 'fractal', 'contours', or one of"):
         load_source("imagenet-please", TrainConfig(), image_size=32)
 
 

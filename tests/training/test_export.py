@@ -17,31 +17,13 @@ from onnx import TensorProto
 
 from app.model_config import read_model_config
 from model.load import load_model
-from model.rollout import attention_rollout, cls_attention_rollout
 from model.vit import VisionTransformer
 from training import export
 from training.export import export_checkpoint, export_model
 from training.onnx_export import ExportCheckError, check_outputs
-from training.onnx_graph import cls_rollout_vector
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-# ---------------------------------------------------------------------------------------------
-# the rollout carried as a vector
-
-
-@pytest.mark.parametrize("depth", [1, 2, 5])
-def test_cls_rollout_vector_equals_the_library_rollouts(depth: int) -> None:
-    torch.manual_seed(depth)
-    attentions = [torch.randn(3, 4, 17, 17).mul(3).softmax(-1) for _ in range(depth)]
-    ours = cls_rollout_vector(attentions, (4, 4))
-    assert ours.shape == (3, 4, 4)
-    torch.testing.assert_close(ours, attention_rollout(attentions, (4, 4)), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(
-        ours, cls_attention_rollout(attentions, (4, 4)), atol=1e-6, rtol=1e-5
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ filling-rate search, and that instances of a class look alike."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 
 from training.data import fractal
 from training.data.fractal import (
+    FractalConfig,
     chaos_game,
     filling_rate,
+    fractal_cache_path,
     generate_fractaldb,
     map_probabilities,
     search_category,
@@ -20,13 +23,16 @@ from training.data.fractal import (
 )
 
 
-def small(**kwargs: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def small(
+    cache_dir: Path | None = None, workers: int | None = 1, **knobs: Any
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """3 classes x 4 instances at 16 px: enough to tell, quick to draw."""
-    return generate_fractaldb(3, 4, 16, **kwargs)
+    config = FractalConfig(num_classes=3, instances_per_class=4, image_size=16, **knobs)
+    return generate_fractaldb(config, cache_dir, workers)
 
 
 def test_shapes_dtypes_labels() -> None:
-    images, labels, names = small(workers=1)
+    images, labels, names = small()
     assert images.shape == (12, 16, 16, 3)
     assert images.dtype == np.uint8
     assert labels.dtype == np.int64
@@ -37,9 +43,9 @@ def test_shapes_dtypes_labels() -> None:
 
 
 def test_same_seed_same_arrays_other_seed_other_arrays() -> None:
-    first = small(seed=3, workers=1)
-    again = small(seed=3, workers=1)
-    other = small(seed=4, workers=1)
+    first = small(seed=3)
+    again = small(seed=3)
+    other = small(seed=4)
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[0], other[0])
@@ -54,20 +60,20 @@ def test_workers_do_not_change_the_arrays() -> None:
 
 
 def test_a_class_does_not_depend_on_how_many_classes() -> None:
-    few = generate_fractaldb(2, 3, 16, workers=1)[0]
-    more = generate_fractaldb(3, 3, 16, workers=1)[0]
+    few = generate_fractaldb(FractalConfig(2, 3, 16), workers=1)[0]
+    more = generate_fractaldb(FractalConfig(3, 3, 16), workers=1)[0]
     np.testing.assert_array_equal(few, more[:6])
 
 
 def test_second_call_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    images, labels, names = small(cache_dir=tmp_path, workers=1)
+    images, labels, names = small(cache_dir=tmp_path)
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"  # no temporary file left behind
 
     def must_not_generate(*args: object, **kwargs: object) -> None:
         raise AssertionError("generated again instead of reading the cache")
 
-    monkeypatch.setattr(fractal, "_generate", must_not_generate)
+    monkeypatch.setattr(fractal, "draw_classes", must_not_generate)
     cached = small(cache_dir=tmp_path, workers=2)
     np.testing.assert_array_equal(cached[0], images)
     np.testing.assert_array_equal(cached[1], labels)
@@ -76,18 +82,22 @@ def test_second_call_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_cache_key_covers_every_knob(tmp_path: Path) -> None:
-    base = fractal._Settings()
-    path = fractal._cache_path(tmp_path, 3, 4, 16, 0, base)
-    assert path == fractal._cache_path(tmp_path, 3, 4, 16, 0, fractal._Settings())
-    assert path != fractal._cache_path(tmp_path, 3, 4, 16, 1, base)
-    assert path != fractal._cache_path(tmp_path, 3, 4, 32, 0, base)
-    assert path != fractal._cache_path(tmp_path, 3, 4, 16, 0, fractal._Settings(color=False))
-    assert path != fractal._cache_path(tmp_path, 3, 4, 16, 0, fractal._Settings(weights=(1.0,)))
+    base = FractalConfig(3, 4, 16)
+    path = fractal_cache_path(tmp_path, base)
+    assert path == fractal_cache_path(tmp_path, FractalConfig(3, 4, 16))
+    for changed in (
+        {"seed": 1},
+        {"image_size": 32},
+        {"color": True},
+        {"supersample": 1},
+        {"weights": (1.0,)},
+    ):
+        assert path != fractal_cache_path(tmp_path, dataclasses.replace(base, **changed))
 
 
 def test_accepted_categories_fill_the_canvas() -> None:
     for class_index in range(4):
-        category = search_category(0, class_index)
+        category = search_category(FractalConfig(), class_index)
         assert category.filling_rate >= 0.2
         assert 2 <= len(category.params) <= 7
         # A fresh draw of the same system fills about as much: the rate is the attractor's.
@@ -137,7 +147,7 @@ def test_weight_variants() -> None:
 
 def test_instances_differ_but_share_structure() -> None:
     # Grey and unflipped, so pixel correlation compares shapes, not colours or mirror images.
-    images, labels, _ = generate_fractaldb(5, 6, 32, color=False, flip=False, workers=1)
+    images, labels, _ = generate_fractaldb(FractalConfig(5, 6, 32, flip=False), workers=1)
     masks = (images[..., 0] > 0).reshape(len(images), -1).astype(np.float64)
     assert len({m.tobytes() for m in masks}) == len(masks)  # no two instances alike
     corr = np.asarray(np.corrcoef(masks))

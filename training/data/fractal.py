@@ -3,7 +3,14 @@
 Kataoka et al., "Pre-training without Natural Images" (ACCV 2020); Nakashima et al., "Can Vision
 Transformers Learn without Natural Images?" (AAAI 2022). A category is a random IFS of 2-7
 affine maps whose attractor fills at least 20% of a 512x512 canvas; its instances are the same
-system with one parameter re-weighted, drawn with random 3x3 patches, randomly flipped.
+system with one parameter re-weighted, randomly flipped.
+
+Drawing decides whether a small model can tell the classes apart. The paper draws random-colour
+3x3 patches on 362x362 canvases; at 32 px that makes every fractal a blob covering half the image
+and leaves the class only in an outline too coarse to learn from. So by default the points are
+drawn white, one pixel each, at `supersample` times the size and box-downsampled: grey images
+whose density shows the attractor's structure. `patch`, `color` and `supersample=1` restore the
+paper's look.
 
 Every random draw comes from a generator seeded by (seed, class) or (seed, class, instance), so
 the arrays are identical bit for bit however many processes draw them.
@@ -12,25 +19,20 @@ the arrays are identical bit for bit however many processes draw them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import multiprocessing
-import os
-import tempfile
 import time
-import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from training.data.synthetic_store import Arrays, cache_path, cached, draw_classes
+
 log = logging.getLogger(__name__)
 
 # Bump when the drawing changes, so old cache files stop matching.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 # Spawn keys keep the category search and each instance on independent random streams.
 _SEARCH_STREAM = 0
@@ -53,23 +55,55 @@ class Category:
 
 
 @dataclass(frozen=True)
-class _Settings:
-    """Every knob that changes the images; its JSON is the cache key."""
+class FractalConfig:
+    """Everything that decides the images; its JSON (with the version) is the cache key.
 
+    Category search: random IFS of min_maps..max_maps maps, kept when `search_points`
+    chaos-game points fill at least `fill_threshold` of a `fill_canvas` square. Instances: one
+    parameter column times a random entry of `weights`, `num_points` points (None: about two
+    per pixel of the drawing canvas, at most 100k), randomly flipped (`flip`), `margin` of the
+    side left empty.
+    """
+
+    num_classes: int = 100
+    instances_per_class: int = 100
+    image_size: int = 32
+    seed: int = 0
     min_maps: int = 2
     max_maps: int = 7
     fill_threshold: float = 0.2
     fill_canvas: int = 512  # the original search canvas, 512x512 with a 6-pixel pad
     search_points: int = 100_000
-    num_points: int | None = None  # per instance; None: about two per pixel, at most 100k
+    num_points: int | None = None  # per instance; None: about two per canvas pixel
     weights: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2)
-    patch: bool = True
-    color: bool = True
+    patch: bool = False  # each point a random 3x3 pattern (the paper), not one pixel
+    color: bool = False  # each point a random bright colour (the paper), not white
+    supersample: int = 4  # drawn at this many times the size, then box-downsampled
     flip: bool = True
     margin: float = 0.05  # fraction of the side left empty on each edge
     chains: int = 1024
     burn_in: int = 20
     max_tries: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1 or self.instances_per_class < 1:
+            raise ValueError(
+                f"need at least one class and instance, got {self.num_classes}, "
+                f"{self.instances_per_class}"
+            )
+        if self.image_size < 4:
+            raise ValueError(f"image_size must be at least 4, got {self.image_size}")
+        if not 1 <= self.min_maps <= self.max_maps:
+            raise ValueError(
+                f"need 1 <= min_maps <= max_maps, got {self.min_maps}, {self.max_maps}"
+            )
+        if self.supersample < 1:
+            raise ValueError(f"supersample must be >= 1, got {self.supersample}")
+
+    @property
+    def canvas(self) -> int:
+        """The side the points are drawn at."""
+        return self.image_size * self.supersample
 
 
 def map_probabilities(params: Params) -> npt.NDArray[np.float64]:
@@ -167,49 +201,24 @@ def _instance_rng(seed: int, class_index: int, instance: int) -> np.random.Gener
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def search_category(
-    seed: int,
-    class_index: int,
-    *,
-    min_maps: int = 2,
-    max_maps: int = 7,
-    fill_threshold: float = 0.2,
-    fill_canvas: int = 512,
-    search_points: int = 100_000,
-    chains: int = 1024,
-    burn_in: int = 20,
-    max_tries: int = 100_000,
-) -> Category:
-    """The category `class_index` of the database seeded by `seed`: draw systems until one
-    fills at least `fill_threshold` of the canvas (the knobs are those of `generate_fractaldb`).
+def search_category(config: FractalConfig, class_index: int) -> Category:
+    """The category `class_index` of the database `config` describes: draw systems until one
+    fills at least `fill_threshold` of the canvas.
 
     Each class searches on its own stream, so class k is the same whether 10 or 1000 classes
     are generated, and in whichever process.
     """
-    s = _Settings(
-        min_maps=min_maps,
-        max_maps=max_maps,
-        fill_threshold=fill_threshold,
-        fill_canvas=fill_canvas,
-        search_points=search_points,
-        chains=chains,
-        burn_in=burn_in,
-        max_tries=max_tries,
-    )
-    return _search(seed, class_index, s)
-
-
-def _search(seed: int, class_index: int, s: _Settings) -> Category:
-    rng = _search_rng(seed, class_index)
-    for tries in range(1, s.max_tries + 1):
-        params = sample_ifs(rng, s.min_maps, s.max_maps)
-        points = chaos_game(params, s.search_points, rng, chains=s.chains, burn_in=s.burn_in)
-        rate = filling_rate(points, s.fill_canvas)
-        if rate >= s.fill_threshold:
+    c = config
+    rng = _search_rng(c.seed, class_index)
+    for tries in range(1, c.max_tries + 1):
+        params = sample_ifs(rng, c.min_maps, c.max_maps)
+        points = chaos_game(params, c.search_points, rng, chains=c.chains, burn_in=c.burn_in)
+        rate = filling_rate(points, c.fill_canvas)
+        if rate >= c.fill_threshold:
             return Category(params=params, filling_rate=rate, tries=tries)
     raise RuntimeError(
-        f"no system of class {class_index} filled {s.fill_threshold} of the canvas "
-        f"in {s.max_tries} tries"
+        f"no system of class {class_index} filled {c.fill_threshold} of the canvas "
+        f"in {c.max_tries} tries"
     )
 
 
@@ -220,11 +229,11 @@ def weight_variants(weights: tuple[float, ...]) -> list[tuple[int, float]]:
     return [(0, 1.0)] + [(j, w) for j in range(6) for w in scaled]
 
 
-def _points_per_image(image_size: int, s: _Settings) -> int:
-    if s.num_points is not None:
-        return s.num_points
+def _points_per_image(config: FractalConfig) -> int:
+    if config.num_points is not None:
+        return config.num_points
     # About two points per pixel fill a small image; 100k is the paper's count at full size.
-    return min(100_000, max(2_000, 2 * image_size * image_size))
+    return min(100_000, max(2_000, 2 * config.canvas * config.canvas))
 
 
 def render(
@@ -271,20 +280,32 @@ def render(
     return image.reshape(image_size, image_size, 3)
 
 
-def _instance(
-    params: Params, seed: int, class_index: int, instance: int, image_size: int, s: _Settings
+def box_downsample(image: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
+    """Mean of every factor x factor block of an (H, W, 3) image: anti-aliased points."""
+    if factor == 1:
+        return image
+    side = image.shape[0] // factor
+    blocks = image.reshape(side, factor, side, factor, 3).mean(axis=(1, 3))
+    return np.rint(blocks).astype(np.uint8)
+
+
+def draw_instance(
+    config: FractalConfig, params: Params, class_index: int, instance: int
 ) -> npt.NDArray[np.uint8]:
-    rng = _instance_rng(seed, class_index, instance)
-    variants = weight_variants(s.weights)
+    """Instance `instance` of the class with system `params`: (H, W, 3) uint8 on black."""
+    c = config
+    rng = _instance_rng(c.seed, class_index, instance)
+    variants = weight_variants(c.weights)
     column, weight = variants[int(rng.integers(len(variants)))]
-    flip = int(rng.integers(4)) if s.flip else 0
-    n = _points_per_image(image_size, s)
+    flip = int(rng.integers(4)) if c.flip else 0
+    n = _points_per_image(c)
     weighted = params.copy()
     weighted[:, column] *= weight
-    points = chaos_game(weighted, n, rng, chains=s.chains, burn_in=s.burn_in)
+    points = chaos_game(weighted, n, rng, chains=c.chains, burn_in=c.burn_in)
     if not np.isfinite(points).all():  # the weight tipped the system into divergence
-        points = chaos_game(params, n, rng, chains=s.chains, burn_in=s.burn_in)
-    image = render(points, image_size, rng, patch=s.patch, color=s.color, margin=s.margin)
+        points = chaos_game(params, n, rng, chains=c.chains, burn_in=c.burn_in)
+    image = render(points, c.canvas, rng, patch=c.patch, color=c.color, margin=c.margin)
+    image = box_downsample(image, c.supersample)
     if flip & 1:
         image = image[:, ::-1]
     if flip & 2:
@@ -292,170 +313,48 @@ def _instance(
     return np.ascontiguousarray(image)
 
 
-def _make_class(job: tuple[int, int, int, int, _Settings]) -> npt.NDArray[np.uint8]:
+def _draw_class(job: tuple[FractalConfig, int]) -> npt.NDArray[np.uint8]:
     """One category and all its instances, (instances, H, W, 3): the unit of work of a process."""
-    seed, class_index, instances, image_size, s = job
-    params = _search(seed, class_index, s).params
+    config, class_index = job
+    params = search_category(config, class_index).params
     return np.stack(
-        [_instance(params, seed, class_index, i, image_size, s) for i in range(instances)]
+        [draw_instance(config, params, class_index, i) for i in range(config.instances_per_class)]
     )
-
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may run on
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _generate(
-    num_classes: int,
-    instances_per_class: int,
-    image_size: int,
-    seed: int,
-    workers: int,
-    s: _Settings,
-) -> npt.NDArray[np.uint8]:
-    jobs = [(seed, c, instances_per_class, image_size, s) for c in range(num_classes)]
-    workers = min(workers, num_classes)
-    if workers <= 1:
-        per_class = [_make_class(job) for job in jobs]
-    else:
-        # spawn, not fork: the caller may already hold CUDA or torch's thread pools, which a
-        # forked child inherits broken. Scripts need the usual `if __name__ == "__main__"`.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            per_class = list(pool.map(_make_class, jobs))
-    return np.concatenate(per_class)
-
-
-def _cache_path(
-    cache_dir: Path,
-    num_classes: int,
-    instances_per_class: int,
-    image_size: int,
-    seed: int,
-    s: _Settings,
-) -> Path:
-    key = dict(
-        version=_CACHE_VERSION,
-        num_classes=num_classes,
-        instances_per_class=instances_per_class,
-        image_size=image_size,
-        seed=seed,
-        **dataclasses.asdict(s),
-    )
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    name = f"fractaldb_c{num_classes}_i{instances_per_class}_{image_size}px_{digest}.npz"
-    return cache_dir / name
-
-
-def _save(path: Path, images: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
-    """Write, then rename: a reader (or a parallel run) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images, labels=labels, names=np.array(names))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return data["images"], data["labels"], [str(n) for n in data["names"]]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        log.warning("ignoring unreadable FractalDB cache %s: %s", path, e)
-        return None
 
 
 def generate_fractaldb(
-    num_classes: int,
-    instances_per_class: int,
-    image_size: int,
-    seed: int = 0,
-    cache_dir: Path | None = None,
-    workers: int | None = None,
-    *,
-    min_maps: int = 2,
-    max_maps: int = 7,
-    fill_threshold: float = 0.2,
-    fill_canvas: int = 512,
-    search_points: int = 100_000,
-    num_points: int | None = None,
-    weights: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2),
-    patch: bool = True,
-    color: bool = True,
-    flip: bool = True,
-    margin: float = 0.05,
-    chains: int = 1024,
-    burn_in: int = 20,
-    max_tries: int = 100_000,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    config: FractalConfig, cache_dir: Path | None = None, workers: int | None = None
+) -> Arrays:
     """A FractalDB: images uint8 (N, H, W, 3), labels int64 (N,), label names ('fractal_0000').
 
-    N = num_classes * instances_per_class, grouped by class. Category search: random IFS of
-    min_maps..max_maps maps, kept when `search_points` chaos-game points fill at least
-    `fill_threshold` of a `fill_canvas` square. Instances: one parameter column times a random
-    entry of `weights`, `num_points` points (None: about two per pixel, at most 100k) drawn as
-    random 3x3 patches (`patch`) in random colours (`color`, else white), randomly flipped
-    (`flip`), `margin` of the side left empty.
-
-    Identical arrays for a given seed and knobs, whatever `workers` (processes, one category
-    at a time; None: every core this process may use). With `cache_dir`, the result is kept
-    in one .npz per set of arguments and read back on the next call.
+    N = num_classes * instances_per_class, grouped by class. Identical arrays for a config
+    whatever `workers` (processes, one category at a time; None: every core this process may
+    use). With `cache_dir`, the result is kept in one .npz per config and read back.
     """
-    if num_classes < 1 or instances_per_class < 1:
-        raise ValueError(
-            f"need at least one class and instance, got {num_classes}, {instances_per_class}"
+    names = [f"fractal_{c:04d}" for c in range(config.num_classes)]
+    labels = np.repeat(np.arange(config.num_classes, dtype=np.int64), config.instances_per_class)
+
+    def draw() -> Arrays:
+        start = time.perf_counter()
+        jobs = [(config, c) for c in range(config.num_classes)]
+        images = draw_classes(_draw_class, jobs, workers)
+        log.info(
+            "FractalDB: %d classes x %d instances at %dpx in %.1fs",
+            config.num_classes,
+            config.instances_per_class,
+            config.image_size,
+            time.perf_counter() - start,
         )
-    if image_size < 4:
-        raise ValueError(f"image_size must be at least 4, got {image_size}")
-    if not 1 <= min_maps <= max_maps:
-        raise ValueError(f"need 1 <= min_maps <= max_maps, got {min_maps}, {max_maps}")
-    s = _Settings(
-        min_maps=min_maps,
-        max_maps=max_maps,
-        fill_threshold=fill_threshold,
-        fill_canvas=fill_canvas,
-        search_points=search_points,
-        num_points=num_points,
-        weights=tuple(float(w) for w in weights),
-        patch=patch,
-        color=color,
-        flip=flip,
-        margin=margin,
-        chains=chains,
-        burn_in=burn_in,
-        max_tries=max_tries,
-    )
-    names = [f"fractal_{c:04d}" for c in range(num_classes)]
-    labels = np.repeat(np.arange(num_classes, dtype=np.int64), instances_per_class)
+        return images, labels, names
 
     path = None
     if cache_dir is not None:
-        path = _cache_path(Path(cache_dir), num_classes, instances_per_class, image_size, seed, s)
-        cached = _load(path)
-        if cached is not None:
-            log.info("FractalDB read from %s", path)
-            return cached
+        path = fractal_cache_path(Path(cache_dir), config)
+    return cached(path, draw, "FractalDB")
 
-    start = time.perf_counter()
-    images = _generate(
-        num_classes, instances_per_class, image_size, seed, workers or _default_workers(), s
-    )
-    log.info(
-        "FractalDB: %d classes x %d instances at %dpx in %.1fs",
-        num_classes,
-        instances_per_class,
-        image_size,
-        time.perf_counter() - start,
-    )
-    if path is not None:
-        _save(path, images, labels, names)
-    return images, labels, names
+
+def fractal_cache_path(cache_dir: Path, config: FractalConfig) -> Path:
+    """The cache file of `config`: one per distinct set of knobs."""
+    key = {"version": _CACHE_VERSION, **dataclasses.asdict(config)}
+    prefix = f"fractaldb_c{config.num_classes}_i{config.instances_per_class}"
+    return cache_path(cache_dir, f"{prefix}_{config.image_size}px", key)

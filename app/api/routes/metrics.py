@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from app.api.auth import METRICS_API_KEY
 from app.api.deps import MetricsDep
 from app.metrics import CONTENT_TYPE
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], dependencies=[METRICS_API_KEY])
 
 
 @router.get("/metrics", response_class=Response)

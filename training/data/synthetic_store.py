@@ -1,0 +1,87 @@
+"""What every formula-driven source (FractalDB, contours) shares: drawing classes in parallel
+processes and keeping the arrays in a cache file keyed by every knob that changes them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from app.cores import available_cores
+
+log = logging.getLogger(__name__)
+
+Job = TypeVar("Job")
+
+# (images uint8 (N, H, W[, 3]), labels int64 (N,), class names)
+Arrays = tuple[np.ndarray, np.ndarray, list[str]]
+
+
+def draw_classes(
+    make_class: Callable[[Job], np.ndarray], jobs: Sequence[Job], workers: int | None
+) -> np.ndarray:
+    """`make_class` of every job, concatenated in job order, in up to `workers` processes
+    (None: every core this process may use). The result never depends on `workers`."""
+    workers = min(workers or available_cores(), len(jobs))
+    if workers <= 1:
+        return np.concatenate([make_class(job) for job in jobs])
+    # spawn, not fork: the caller may already hold CUDA or torch's thread pools, which a
+    # forked child inherits broken. Scripts need the usual `if __name__ == "__main__"`.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return np.concatenate(list(pool.map(make_class, jobs)))
+
+
+def cache_path(cache_dir: Path, prefix: str, key: dict[str, Any]) -> Path:
+    """One file per distinct `key` (every knob that changes the arrays, with a version)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{prefix}_{digest}.npz"
+
+
+def save_arrays(path: Path, arrays: Arrays) -> None:
+    """Write, then rename: a reader (or a parallel run) never sees half a file."""
+    images, labels, names = arrays
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, images=images, labels=labels, names=np.array(names))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_arrays(path: Path) -> Arrays | None:
+    """The cached arrays, or None when there is no readable file (it is then redrawn)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["images"], data["labels"], [str(n) for n in data["names"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("ignoring unreadable cache file %s: %s", path, e)
+        return None
+
+
+def cached(path: Path | None, draw: Callable[[], Arrays], what: str) -> Arrays:
+    """Read `path` if it holds the arrays, else draw them (and write them when a path is given)."""
+    if path is not None:
+        found = load_arrays(path)
+        if found is not None:
+            log.info("%s read from %s", what, path)
+            return found
+    arrays = draw()
+    if path is not None:
+        save_arrays(path, arrays)
+    return arrays
