@@ -132,7 +132,13 @@ def session(path: Path, providers: list[str], options: dict[str, str] | None = N
     settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     settings.log_severity_level = 3
     chosen = [(p, options or {}) if p != "CPUExecutionProvider" else p for p in providers]
-    return ort.InferenceSession(str(path), settings, providers=chosen)
+    sess = ort.InferenceSession(str(path), settings, providers=chosen)
+    if sess.get_providers()[0] != providers[0]:
+        # onnxruntime falls back to the CPU quietly: never report CPU numbers as a GPU's.
+        raise SystemExit(
+            f"{providers[0]} is not in use (the session runs on {sess.get_providers()})"
+        )
+    return sess
 
 
 def images_per_s(sess: Any, batch: int, shape: tuple[int, int, int], seconds: float) -> float:
@@ -310,7 +316,15 @@ def stage_precision(
 
     table = Table(
         f"fp16 vs fp32 on fixed images ({device})",
-        ["model", "images", "top-1 agreement", "max abs dlogit", "top-1 fp32", "top-1 fp16"],
+        [
+            "model",
+            "provider",
+            "images",
+            "top-1 agreement",
+            "max abs dlogit",
+            "top-1 fp32",
+            "top-1 fp16",
+        ],
         rows,
     )
     models = [("bundled vit-tiny-mnist", DEFAULT_MODEL_DIR, "mnist")]
@@ -324,8 +338,11 @@ def stage_precision(
             report = compare_graphs(
                 model_dir / MODEL_FILE, half, drawn.images, drawn.targets, providers_for(device)
             )
+            if report.provider != providers_for(device)[0]:
+                raise SystemExit(f"the comparison ran on {report.provider}, not on {device}")
             table.add(
                 stage="precision",
+                provider=report.provider,
                 model=name,
                 images=report.num_images,
                 **{
