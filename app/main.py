@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.router import api_router
+from app.api.routes import demo
 from app.buffers import BufferBudget
 from app.errors import install_error_handlers
 from app.failure import Failure
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)
+    if app.state.settings.demo:
+        app.include_router(demo.router)
     return app
 
 

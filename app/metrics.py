@@ -89,6 +89,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "vitserve_queue_depth", "Images admitted and not yet computing.", per_model, registry=r
         )
+        self.queue_capacity = Gauge(
+            "vitserve_queue_capacity",
+            "Images the queue admits at most (its max_queue), beside vitserve_queue_depth.",
+            per_model,
+            registry=r,
+        )
         self.rejected = Counter(
             "vitserve_rejected",
             "Requests or images refused or dropped, by reason.",
@@ -139,6 +145,7 @@ class RuntimeMetrics:
         self.inference_duration = m.inference_duration.labels(*self._labels)
         self.preprocess_duration = m.preprocess_duration.labels(*self._labels)
         self._queue_depth = m.queue_depth.labels(*self._labels)
+        self._queue_capacity = m.queue_capacity.labels(*self._labels)
         self._ready = m.model_ready.labels(*self._labels)
         m.model_info.labels(*self._info).set(1)
 
@@ -150,6 +157,9 @@ class RuntimeMetrics:
 
     def queue_depth(self, depth: int) -> None:
         self._queue_depth.set(depth)
+
+    def queue_capacity(self, capacity: int) -> None:
+        self._queue_capacity.set(capacity)
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
@@ -164,6 +174,7 @@ class RuntimeMetrics:
             m.inference_duration,
             m.preprocess_duration,
             m.queue_depth,
+            m.queue_capacity,
             m.model_ready,
         ):
             with contextlib.suppress(KeyError):

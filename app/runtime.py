@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -25,10 +25,11 @@ from PIL import Image
 
 from app.batcher import Batcher, Permit, Result
 from app.errors import ApiError, InvalidRequest, NotReady
-from app.images import DecodeLimits, decode_image
+from app.heatmap import fit_long_side
+from app.images import DecodeLimits, decode_image, follow_pixel_limit
 from app.metrics import Metrics
 from app.model_config import ModelConfig
-from app.preprocess import normalise, resize_and_crop
+from app.preprocess import Box, Size, crop_box, normalise, resize_and_crop, scale_box
 from app.session import OnnxModel
 from app.settings import Settings
 
@@ -62,12 +63,23 @@ class BatchLimits:
 
 
 @dataclass
+class Seen:
+    """What the model saw of one image: `box`, the region it saw, in the pixels of the image as
+    sent (`size`, after EXIF orientation); and, when a heatmap is wanted, the image to draw it
+    on (`shown`: 8-bit, long side at most VITSERVE_ATTENTION_PNG_MAX_SIDE)."""
+
+    box: Box
+    size: Size
+    shown: Image.Image | None
+
+
+@dataclass
 class Inference:
     """The raw outputs for a request's images, in order."""
 
     logits: np.ndarray  # (B, classes)
     attention: np.ndarray  # (B, gh, gw), the rollout as the model gives it
-    crops: list[Image.Image] | None  # the model's input crops, when asked for
+    seen: list[Seen] | None  # per image, for encoded images (not for pixel tensors)
     queue_s: float  # the longest any image queued
     inference_s: float  # the longest session run among its batches
 
@@ -109,11 +121,18 @@ class ModelRuntime:
             run_timeout_s=settings.run_timeout_s,
             on_failure=on_failure,
         )
+        follow_pixel_limit(settings.max_image_pixels)
         self._decode_limits = DecodeLimits(
             settings.max_image_pixels,
             settings.image_formats,
             min_side=model.config.preprocess.resize,
         )
+        # attention=png draws on the image itself: JPEG draft mode must keep enough of it.
+        self._heatmap_decode_limits = replace(
+            self._decode_limits,
+            min_side=max(model.config.preprocess.resize, settings.attention_png_max_side),
+        )
+        self.metrics.queue_capacity(self.limits.max_queue)
         # This version's images in the shared preprocessing pool at once, at most: a flood on
         # one model waits in its own line, not in front of every other model's images.
         self._preprocess_slots = asyncio.Semaphore(settings.decode_threads)
@@ -177,20 +196,25 @@ class ModelRuntime:
         self.state = "unloaded"
         log.info("%s v%s drained and unloaded", self.name, self.version)
 
-    def prepare(self, data: bytes, keep_crop: bool) -> tuple[np.ndarray, Image.Image | None]:
-        """Bytes -> model input, and the crop it saw if asked (blocking; preprocessing pool)."""
+    def prepare(self, data: bytes, keep_image: bool) -> tuple[np.ndarray, Seen]:
+        """Bytes -> model input, and what it saw of the image (blocking; preprocessing pool)."""
         started = time.perf_counter()
         spec = self.config.preprocess
-        crop = resize_and_crop(decode_image(data, self._decode_limits).image, spec)
-        tensor = normalise(crop, spec)
+        limits = self._heatmap_decode_limits if keep_image else self._decode_limits
+        decoded = decode_image(data, limits)
+        image = decoded.image
+        tensor = normalise(resize_and_crop(image, spec), spec)
+        box = scale_box(crop_box(image.size, spec), image.size, decoded.size)
+        shown = fit_long_side(image, self.settings.attention_png_max_side) if keep_image else None
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
-        return tensor, crop if keep_crop else None
+        return tensor, Seen(box, decoded.size, shown)
 
     async def infer_images(
-        self, permit: Permit, images: list[bytes], keep_crops: bool = False
+        self, permit: Permit, images: list[bytes], keep_images: bool = False
     ) -> Inference:
-        """Encoded images -> outputs; the first undecodable image (in order) is the answer."""
-        jobs = [self._prepare_in_pool(data, keep_crops) for data in images]
+        """Encoded images -> outputs; the first undecodable image (in order) is the answer.
+        `keep_images`: keep each image, shrunk, to draw its heatmap on (`Seen.shown`)."""
+        jobs = [self._prepare_in_pool(data, keep_images) for data in images]
         outcomes = await asyncio.gather(*jobs, return_exceptions=True)
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, ApiError) and len(images) > 1:
@@ -198,15 +222,14 @@ class ModelRuntime:
             if isinstance(outcome, BaseException):
                 raise outcome
         prepared = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
-        crops = [crop for _, crop in prepared if crop is not None] if keep_crops else None
-        return await self._run(permit, [tensor for tensor, _ in prepared], crops)
+        return await self._run(
+            permit, [tensor for tensor, _ in prepared], [seen for _, seen in prepared]
+        )
 
-    async def _prepare_in_pool(
-        self, data: bytes, keep_crop: bool
-    ) -> tuple[np.ndarray, Image.Image | None]:
+    async def _prepare_in_pool(self, data: bytes, keep_image: bool) -> tuple[np.ndarray, Seen]:
         async with self._preprocess_slots:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_crop)
+            return await loop.run_in_executor(self._preprocess_pool, self.prepare, data, keep_image)
 
     async def infer_pixels(self, permit: Permit, pixel_values: np.ndarray) -> Inference:
         """Preprocessed (B, 3, H, W) float32 -> outputs."""
@@ -220,7 +243,7 @@ class ModelRuntime:
         return await self._run(permit, tensors, None)
 
     async def _run(
-        self, permit: Permit, tensors: list[np.ndarray], crops: list[Image.Image] | None
+        self, permit: Permit, tensors: list[np.ndarray], seen: list[Seen] | None
     ) -> Inference:
         futures: list[asyncio.Future[Result]] = [permit.submit(tensor) for tensor in tensors]
         try:
@@ -232,7 +255,7 @@ class ModelRuntime:
         return Inference(
             logits=np.stack([result.outputs[0] for result in results]),
             attention=np.stack([result.outputs[1] for result in results]),
-            crops=crops,
+            seen=seen,
             queue_s=max(result.queue_s for result in results),
             inference_s=max(result.inference_s for result in results),
         )

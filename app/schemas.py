@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 
@@ -16,14 +18,28 @@ class Prediction(BaseModel):
     score: float = Field(description="softmax probability")
 
 
+CropBox = Annotated[
+    tuple[float, float, float, float],
+    Field(
+        description="x0, y0, x1, y1: the region the model saw, in pixels of the image as sent "
+        "(after EXIF rotation); the grid covers exactly this box"
+    ),
+]
+
+
 class AttentionGrid(BaseModel):
     grid: tuple[int, int] = Field(description="patch rows, patch columns")
     map: list[list[float]] = Field(description="attention rollout, scaled so its maximum is 1")
+    crop: CropBox
 
 
 class AttentionPng(BaseModel):
     grid: tuple[int, int] = Field(description="patch rows, patch columns")
-    png: str = Field(description="base64 PNG: the heatmap over the model's input crop")
+    png: str = Field(
+        description="base64 PNG: the image as sent (after EXIF rotation, long side at most "
+        "VITSERVE_ATTENTION_PNG_MAX_SIDE) with the heatmap over the crop and the rest dimmed"
+    )
+    crop: CropBox
 
 
 class ImageResult(BaseModel):

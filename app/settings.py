@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         description="request bytes held at once across all requests; 0: 4 x the upload limit",
     )
 
+    # What people see
+    demo: bool = Field(default=True, description="serve the demo page at / and /demo")
+    attention_png_max_side: int = Field(
+        default=512, ge=16, le=4096, description="attention=png: the heatmap's long side, at most"
+    )
+
     # Models, process and access (issue 8's hardening)
     run_timeout_s: float = Field(
         default=60.0,

@@ -96,7 +96,8 @@ class TrainConfig:
     )
     tf32: bool = _opt(True, "TF32 tensor cores for matmuls left in fp32 (CUDA only)")
     grad_checkpointing: bool = _opt(
-        False, "recompute each block's activations in backward: less memory, ~30% more compute"
+        False,
+        "recompute each block's activations in backward: less memory, about a third more compute",
     )
     deterministic: bool = _opt(
         False, "deterministic kernels only (bit-exact reruns on CUDA; slower)"

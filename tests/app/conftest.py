@@ -1,8 +1,10 @@
 """Fixtures for the service: real `python -m app` processes on free loopback ports, serving
-the tiny model the tests export (`tiny_model_dir`), driven with httpx."""
+the tiny model the tests export (`tiny_model_dir`), driven with httpx; and real Prometheus
+processes scraping them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -98,6 +101,85 @@ class Server:
         return code
 
 
+def binary(name: str) -> str:
+    """A binary of Debian's prometheus package; fails the test when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: apt-get install -y prometheus", pytrace=False)
+    return path
+
+
+class Prometheus:
+    """A real Prometheus (Debian's package, which .ci/run installs) scraping the given ports on
+    127.0.0.1 every second as job `vitserve`, evaluating `rule_files` every second; its HTTP API
+    at hand. A missing binary fails the test: no skip."""
+
+    def __init__(self, workdir: Path, targets: list[int], rule_files: tuple[Path, ...] = ()):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        rules = "".join(f"  - {path}\n" for path in rule_files)
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + "scrape_configs:\n"
+            "  - job_name: vitserve\n"
+            f"    static_configs:\n      - targets: {[f'127.0.0.1:{port}' for port in targets]}\n"
+        )
+        self.log_path = workdir / "prometheus.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                binary("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=self._log,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def api(self, path: str, **params: str) -> Any:
+        """The `data` of a successful /api/v1 answer; fails the test with the error otherwise."""
+        answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The series an instant query returns now."""
+        data = self.api("query", query=expr)
+        return data["result"] if data["resultType"] == "vector" else [data["result"]]
+
+    def wait_for(self, expr: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The series of `expr` once it returns any (Prometheus starting up, scrapes pending)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, f"no series for {expr}\n{self.log()}"
+            try:
+                result = self.query(expr)
+            except (httpx.TransportError, json.JSONDecodeError):  # still starting up
+                result = []
+            if result:
+                return result
+            time.sleep(0.5)
+
+
 def metric_sum(text: str, name: str, labels: str = "") -> float:
     """Sum the samples of `name` in Prometheus text whose labels include `labels`."""
     wanted = set(re.findall(r'\w+="[^"]*"', labels))
@@ -154,6 +236,31 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     server.wait()
     yield server
     server.stop()
+
+
+StartPrometheus = Callable[..., Prometheus]
+
+
+@pytest.fixture(scope="module")
+def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartPrometheus]:
+    """Start Prometheus processes: `start_prometheus([server.port], rule_files=(...))`; every
+    one is stopped at the end of the module."""
+    started: list[Prometheus] = []
+
+    def start(targets: list[int], rule_files: tuple[Path, ...] = ()) -> Prometheus:
+        workdir = tmp_path_factory.mktemp("prometheus")
+        started.append(Prometheus(workdir, targets, rule_files))
+        return started[-1]
+
+    yield start
+    for prometheus in started:
+        prometheus.stop()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The path of `promtool` (Debian's prometheus package)."""
+    return binary("promtool")
 
 
 def make_repository(root: Path, models: dict[str, dict[int, Path]]) -> Path:

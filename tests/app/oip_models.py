@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.model_config import LOGITS, MODEL_FILE, INPUT_NAME, read_model_config
+from app.model_config import INPUT_NAME, LOGITS, MODEL_FILE, read_model_config
 
 TINY, OTHER = "vit-tiny-test", "vit-other"  # 32 px, 10 classes; 48 px, 3 classes
 

@@ -8,13 +8,16 @@ import resource
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from conftest import Server, StartServer
 from imagefiles import encode, eps_file, ico_trick, photo, png_bomb, tiff_tile_trick
 from PIL import Image
 from watch import MB, RawAnswer, raw_request, status_kib, watched
+
+if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
+    from conftest import Server, StartServer
 
 MAX_GROWTH_MB = 300
 HEADER_TIMEOUT_S = 2.0

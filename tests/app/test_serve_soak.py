@@ -7,13 +7,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 import pytest
-from conftest import StartServer
 from imagefiles import bad_files, encode, photo, png_bomb
 from watch import status_kib
+
+if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
+    from conftest import StartServer
 
 TOTAL = 10_000
 WARM = 1_000

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from conftest import Server
+
+if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
+    from conftest import Server
 
 MB = 1024 * 1024
 

@@ -95,7 +95,8 @@ def test_api_can_be_published_on_every_interface(compose: Compose) -> None:
         VITSERVE_API_PORT="8080",
         VITSERVE_API_MEMORY="2g",
     )["services"]["api"]
-    assert [(p["host_ip"], p["published"]) for p in api["ports"]] == [("0.0.0.0", "8080")]
+    published = [(p["host_ip"], p["published"]) for p in api["ports"]]
+    assert published == [("0.0.0.0", "8080"), ("0.0.0.0", "8001")]  # HTTP, gRPC
     assert int(api["mem_limit"]) == 2 * 2**30
 
 
@@ -235,7 +236,7 @@ def test_scale_override_variables(compose: Compose) -> None:
         SCALE_FILE,
         VITSERVE_API_PORT="18000",
         VITSERVE_API_GRPC_PORT="18001",
-        VITSERVE_LB_ADDRESS="0.0.0.0",
+        VITSERVE_API_BIND="0.0.0.0",
         VITSERVE_LB_IMAGE="lb:test",
     )["services"]
     lb = services["lb"]

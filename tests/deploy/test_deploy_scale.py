@@ -49,6 +49,7 @@ READ_METRICS = (
 class ScaleStack:
     stack: Stack
     lb: str  # the LB's HTTP address on the host
+    lb_grpc: str  # host:port of its gRPC listener
     prometheus: str
 
     def replicas(self) -> list[str]:
@@ -102,7 +103,10 @@ def scaled(
     stack = Stack(compose, engine, PROJECT, files)
     with running(stack, "--scale", f"api={REPLICAS}"):
         scale = ScaleStack(
-            stack, f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{prometheus_port}"
+            stack,
+            f"http://127.0.0.1:{lb_port}",
+            f"127.0.0.1:{lb_grpc_port}",
+            f"http://127.0.0.1:{prometheus_port}",
         )
         wait_for(
             "the LB to have every replica in rotation",
@@ -179,6 +183,44 @@ def test_requests_spread_over_every_replica(scaled: ScaleStack) -> None:
     assert sorted(counted.values()) == sorted(after.values())
     lb_up = scaled.prometheus_query('up{job="lb"}')
     assert [row["value"][1] for row in lb_up] == ["1"]
+
+
+def test_grpc_through_the_lb_reaches_every_replica(scaled: ScaleStack) -> None:
+    """The LB proxies gRPC (HTTP/2 cleartext) to the replicas' port 8001: tritonclient's gRPC
+    client, unchanged, infers through it, and the calls are spread like HTTP requests."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    wait_for(
+        "the LB's gRPC backend to have every replica",
+        lambda: scaled.lb_metric("haproxy_backend_active_servers", "replicas_grpc") == REPLICAS,
+        timeout=60,
+    )
+    before = scaled.images_by_replica()
+    client = grpcclient.InferenceServerClient(url=scaled.lb_grpc)
+    assert client.is_server_ready()
+    (model,) = [m["name"] for m in client.get_model_repository_index(as_json=True)["models"]]
+    shape = [
+        int(d)
+        for d in client.get_model_metadata(model, as_json=True)["inputs"][1]["shape"]
+        if d != "-1"
+    ]
+    pixels = grpcclient.InferInput("pixel_values", [1, *shape], "FP32")
+    pixels.set_data_from_numpy(np.zeros([1, *shape], dtype=np.float32))
+
+    def infer(_: int) -> int:
+        # One channel per call, as separate clients: HAProxy balances per request anyway.
+        with grpcclient.InferenceServerClient(url=scaled.lb_grpc) as one:
+            result = one.infer(model, [pixels])
+        return result.as_numpy("probabilities").shape[0]
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        answers = list(pool.map(infer, range(40)))
+    assert answers == [1] * 40
+    after = scaled.images_by_replica()
+    served = {name: after[name] - before[name] for name in after}
+    assert sum(served.values()) == 40
+    assert all(count > 0 for count in served.values()), served
 
 
 def test_a_stopped_replica_fails_no_request_and_comes_back(scaled: ScaleStack) -> None:

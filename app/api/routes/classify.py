@@ -15,9 +15,11 @@ from app.api.auth import API_KEY
 from app.api.deps import BuffersDep, RepositoryDep, SettingsDep
 from app.api.guard import within_deadline
 from app.buffers import BufferBudget
-from app.postprocess import heatmap_png, scale_attention, softmax, top_k
+from app.heatmap import heatmap_png
+from app.postprocess import scale_attention, softmax, top_k
+from app.preprocess import Box, scale_box
 from app.repository import ModelRepository
-from app.runtime import Inference, ModelRuntime
+from app.runtime import Inference, ModelRuntime, Seen
 from app.schemas import (
     AttentionGrid,
     AttentionPng,
@@ -160,22 +162,25 @@ class Served:
             # is seen whole.
             runtime = repository.runtime(name, version)
             with runtime.reserve(len(images)) as admitted:
-                work = runtime.infer_images(admitted, images, keep_crops=asked.attention == "png")
+                work = runtime.infer_images(admitted, images, keep_images=asked.attention == "png")
                 outcome = await within_deadline(request, work, deadline)
+        seen = _seen(outcome)
         results = [
             _result(runtime, outcome, row, asked.top_k, asked.attention)
             for row in range(len(images))
         ]
-        if outcome.crops is not None:
+        if asked.attention == "png":
             loop = asyncio.get_running_loop()
             pngs = await asyncio.gather(
                 *(
-                    loop.run_in_executor(repository.preprocess_pool, heatmap_png, crop, rollout)
-                    for crop, rollout in zip(outcome.crops, outcome.attention, strict=True)
+                    loop.run_in_executor(repository.preprocess_pool, _heatmap, one, rollout)
+                    for one, rollout in zip(seen, outcome.attention, strict=True)
                 )
             )
-            for result, png in zip(results, pngs, strict=True):
-                result.attention = AttentionPng(grid=runtime.config.grid, png=png)
+            for result, one, png in zip(results, seen, pngs, strict=True):
+                result.attention = AttentionPng(
+                    grid=runtime.config.grid, png=png, crop=_rounded(one.box)
+                )
         response.headers["x-queue-time"] = f"{outcome.queue_s * 1000:.2f}"
         response.headers["x-inference-time"] = f"{outcome.inference_s * 1000:.2f}"
         return ClassifyResponse(
@@ -195,6 +200,26 @@ def _result(
     result = ImageResult(predictions=predictions, attention=None)
     if attention == "grid":
         result.attention = AttentionGrid(
-            grid=runtime.config.grid, map=scale_attention(outcome.attention[row]).tolist()
+            grid=runtime.config.grid,
+            map=scale_attention(outcome.attention[row]).tolist(),
+            crop=_rounded(_seen(outcome)[row].box),
         )
     return result
+
+
+def _seen(outcome: Inference) -> list[Seen]:
+    if outcome.seen is None:  # infer_images always says what the model saw
+        raise RuntimeError("an inference of encoded images without what the model saw")
+    return outcome.seen
+
+
+def _rounded(box: Box) -> Box:
+    """The crop box as answered: a thousandth of a pixel is precise enough for any overlay."""
+    return (round(box[0], 3), round(box[1], 3), round(box[2], 3), round(box[3], 3))
+
+
+def _heatmap(seen: Seen, rollout: np.ndarray) -> str:
+    """attention=png: the heatmap over the image as sent (blocking; preprocessing pool)."""
+    if seen.shown is None:
+        raise RuntimeError("a heatmap asked of an image not kept for it")
+    return heatmap_png(seen.shown, rollout, scale_box(seen.box, seen.size, seen.shown.size))
