@@ -38,6 +38,7 @@ from app.model_config import (
 from model.load import load_model
 from model.vit import VisionTransformer
 from training.agreement import AgreementReport, compare_graphs
+from training.cli_options import add_dataclass_options, given_values, option
 from training.onnx_export import (
     CHECK_BATCH_SIZES,
     ExportCheckError,
@@ -55,14 +56,22 @@ RANDOM_CHECK_INPUTS = 100  # fp16 without --calibration: fixed random inputs
 
 @dataclass(frozen=True)
 class Conversion:
-    """Which precision to write and how to check it against float32."""
+    """Which precision to write and how to check it against float32 (the command line's
+    options, but `precision`, which --fp16/--int8 set)."""
 
     precision: Precision = "fp32"
-    calibration: str | None = None  # data: int8 calibrates on its training images, both check
-    calibration_images: int = 256  # drawn at random from the training split
-    check_images: int | None = 500  # held-out images compared (None: all)
-    min_agreement: float = 0.99  # int8: top-1 agreement with float32 below this is refused
-    int8: Int8Options = field(default_factory=Int8Options)
+    calibration: str | None = option(
+        None,
+        "training data (a folder, fractal, digits, mnist): int8 calibrates on its training "
+        "split; --fp16/--int8 are checked on its held-out split (default: fp16 is checked on "
+        "random inputs)",
+    )
+    calibration_images: int = option(256, "training images drawn at random to calibrate on")
+    check_images: int | None = option(500, "held-out images compared with float32 (none: all)")
+    min_agreement: float = option(
+        0.99, "int8: refuse to write below this top-1 agreement with float32"
+    )
+    int8_options: Int8Options = field(default_factory=Int8Options)
 
 
 def _random_images(spec: PreprocessConfig, count: int, seed: int = 0) -> np.ndarray:
@@ -89,7 +98,7 @@ def convert_precision(
         )
         images, targets = drawn.held_out.images, drawn.held_out.targets
         if conversion.precision == "int8":
-            quantize_int8(fp32_path, dst, drawn.calibration.images, conversion.int8)
+            quantize_int8(fp32_path, dst, drawn.calibration.images, conversion.int8_options)
         else:
             convert_to_fp16(fp32_path, dst)
     report = compare_graphs(fp32_path, dst, images, targets)
@@ -298,34 +307,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="static int8 quantization for CPU serving (needs --calibration)",
     )
-    defaults = Conversion()
-    parser.add_argument(
-        "--calibration",
-        metavar="DATA",
-        help="training data (a folder, fractal, digits, mnist): int8 calibrates on its training "
-        "split; --fp16/--int8 are checked on its held-out split (fp16 default: random inputs)",
-    )
-    parser.add_argument(
-        "--calibration-images",
-        type=int,
-        default=defaults.calibration_images,
-        metavar="N",
-        help=f"training images to calibrate on (default: {defaults.calibration_images})",
-    )
-    parser.add_argument(
-        "--check-images",
-        type=int,
-        default=defaults.check_images,
-        metavar="N",
-        help=f"held-out images to compare with float32 on (default: {defaults.check_images})",
-    )
-    parser.add_argument(
-        "--min-agreement",
-        type=float,
-        default=defaults.min_agreement,
-        metavar="FRACTION",
-        help="int8: refuse to write below this top-1 agreement with float32 "
-        f"(default: {defaults.min_agreement})",
+    add_dataclass_options(
+        parser.add_argument_group("precision checks"),
+        Conversion,
+        Conversion(),
+        skip=("precision", "int8_options"),
     )
     parser.add_argument("--name", help="model name in config.json (default: the --out folder)")
     parser.add_argument("--version", default="1", help="model version in config.json")
@@ -333,17 +319,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _conversion(args: argparse.Namespace) -> Conversion:
     precision: Precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-    if not 0.0 <= args.min_agreement <= 1.0:
-        raise ValueError(f"--min-agreement must be in [0, 1], not {args.min_agreement}")
-    if precision == "int8" and args.calibration is None:
+    conversion = Conversion(precision=precision, **given_values(args, Conversion))
+    if not 0.0 <= conversion.min_agreement <= 1.0:
+        raise ValueError(f"--min-agreement must be in [0, 1], not {conversion.min_agreement}")
+    if precision == "int8" and conversion.calibration is None:
         raise ValueError("--int8 needs --calibration DATA: images of the training data")
-    return Conversion(
-        precision=precision,
-        calibration=args.calibration,
-        calibration_images=args.calibration_images,
-        check_images=args.check_images,
-        min_agreement=args.min_agreement,
-    )
+    return conversion
 
 
 def run(args: argparse.Namespace) -> int:
