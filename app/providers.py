@@ -162,19 +162,17 @@ def _preload_tensorrt() -> list[str]:
     return loaded
 
 
-def preload_gpu_libraries(setting: Providers) -> None:
+def preload_gpu_libraries(tensorrt: bool) -> None:
     """Load the CUDA and cuDNN wheels of `pip install '.[gpu]'` (and TensorRT's, for
-    `tensorrt`) before a session asks for them; a no-op for `cpu`. Nothing here raises: a
-    missing library shows as the provider failing to load, which `session` reports."""
-    if setting == "cpu":
-        return
+    `tensorrt`) before a session asks for CUDA or TensorRT. Nothing here raises: a missing
+    library shows as the provider failing to load, which the session then reports."""
     import onnxruntime as ort
 
     printed = io.StringIO()  # preload_dlls prints what it fails to load
     try:
         with contextlib.redirect_stdout(printed):
             ort.preload_dlls()
-        if setting == "tensorrt":
+        if tensorrt:
             loaded = _preload_tensorrt()
             if loaded:
                 log.info("loaded TensorRT from the tensorrt-cu13-libs wheel: %s", loaded)

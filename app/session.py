@@ -136,9 +136,10 @@ def load_model(
     if not path.is_file():
         raise ModelError(model_dir, f"no {MODEL_FILE}")
     max_batch_size = config.serving.max_batch_size or settings.max_batch_size
-    preload_gpu_libraries(settings.providers)
     available = ort.get_available_providers()
     wanted, required = requested_providers(settings.providers, available, gpu_visible())
+    if CUDA in wanted or TENSORRT in wanted:
+        preload_gpu_libraries(tensorrt=TENSORRT in wanted)
     if TENSORRT in wanted:
         log.info(
             "TensorRT: building or loading engines for batch 1..%d of %s (cache: %s); minutes "

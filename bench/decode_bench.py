@@ -4,6 +4,10 @@ side in one run, then how the winner scales over threads and processes.
 
     python bench/decode_bench.py [--seconds 3] [--rounds 5] [--workers 1 2]
 
+The bindings are not dependencies of the service (none was adopted, docs/performance.md):
+`pip install simplejpeg 'pyturbojpeg<2'` and Debian's `libturbojpeg0` (libjpeg-turbo 2.1, which
+PyTurboJPEG 2 refuses) to run them; `--decoders pillow` runs without.
+
 Each upload is a photo-like JPEG (quality 90) at 224x224 (what a client that resizes sends) and
 640x480 (a camera thumbnail); each is decoded to RGB and preprocessed for ViT-B/16 at 224 by
 `app.preprocess` (resize the shorter side, centre-crop, normalise): the whole per-image cost of
