@@ -47,7 +47,10 @@ class AgreementReport:
         return text
 
 
-def _outputs(path: Path, images: np.ndarray, providers: list[str], batch_size: int) -> tuple:
+def _outputs(
+    path: Path, images: np.ndarray, providers: list[str], batch_size: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Logits and attention of the graph at `path` on `images`, and the provider it ran on."""
     session = ort_session(path, providers)
     logits, attention = [], []
     for start in range(0, len(images), batch_size):
