@@ -114,6 +114,8 @@ class ModelRepository:
 
     def runtime(self, name: str | None = None, version: str | None = None) -> ModelRuntime:
         """The version a request names (default: the newest served) of the model it names."""
+        if self.failure.reason is not None:  # exiting (app/failure.py): take no new work
+            raise NotReady("the service has failed and is exiting")
         name = name if name is not None else self.default_model()
         versions = self._served.get(name)
         if not versions:

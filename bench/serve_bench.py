@@ -42,7 +42,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.settings import Settings, available_cores  # noqa: E402
+from app.cores import available_cores  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 WRK_SCRIPT = REPO / "bench" / "serve_wrk.lua"
 

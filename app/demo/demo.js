@@ -265,7 +265,8 @@ async function classify(file, item) {
     if (displayable) showOverlay(item, image, result.attention);
     const latency = item.querySelector(".latency");
     latency.textContent =
-      `Server ${milliseconds(response, "x-total-time")} ` +
+      `${body.model.name} version ${body.model.version} · ` +
+      `server ${milliseconds(response, "x-total-time")} ` +
       `(queue ${milliseconds(response, "x-queue-time")}, ` +
       `inference ${milliseconds(response, "x-inference-time")}) · ` +
       `round trip ${roundTrip.toFixed(0)} ms`;

@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from conftest import make_repository
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -33,6 +34,7 @@ CHROMIUM = os.environ.get("VITSERVE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("VITSERVE_TEST_ARTIFACTS", REPO / "test-artifacts"))
 NOT_AN_IMAGE = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"just some text\n" * 8}
 RESULT_DONE = ".result[aria-busy='false']"
+KEY = "demo-key-1"
 
 
 def upload(path: Path) -> dict[str, Any]:
@@ -161,6 +163,28 @@ def test_a_file_that_is_no_image_shows_the_api_error(page) -> None:
     assert page.locator(f"{RESULT_DONE} .figure").is_hidden()
 
 
+def test_drop_and_paste(page) -> None:
+    # The events a browser fires when a file is dropped on the box, or pasted anywhere.
+    page.evaluate(
+        """async ([bytes]) => {
+            const file = () => new File([new Uint8Array(bytes)], "given.png", {type: "image/png"});
+            const options = {bubbles: true, cancelable: true};
+            const dropped = new DataTransfer();
+            dropped.items.add(file());
+            document.getElementById("drop-zone").dispatchEvent(
+                new DragEvent("drop", {...options, dataTransfer: dropped}));
+            const pasted = new DataTransfer();
+            pasted.items.add(file());
+            const paste = new ClipboardEvent("paste", {...options, clipboardData: pasted});
+            document.dispatchEvent(paste);
+        }""",
+        [list(DIGIT.read_bytes())],
+    )
+    expect(page.locator(RESULT_DONE)).to_have_count(2, timeout=30_000)
+    for label in page.locator(f"{RESULT_DONE} .predictions li:first-child .label").all():
+        assert label.inner_text() == "3"
+
+
 def test_keyboard_order_and_a_phone_screen(page) -> None:
     order = []
     for _ in range(4):
@@ -195,11 +219,25 @@ def test_no_serious_accessibility_violations_and_a_screenshot(page) -> None:
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
 
 
-def test_a_401_asks_for_a_key_and_sends_it_as_a_bearer_token(browser: Browser, start_server):
-    server = start_server(model_dir=DEFAULT_MODEL_DIR, api_keys="demo-key-1")
+@pytest.fixture(scope="module")
+def keyed_repository(start_server, tiny_model_dir: Path, tmp_path_factory):
+    """A server with API keys and two models: the bundled MNIST one and the tiny test one."""
+    models = {"vit-tiny-mnist": {1: DEFAULT_MODEL_DIR}, "vit-tiny-test": {1: tiny_model_dir}}
+    repository = make_repository(tmp_path_factory.mktemp("repository"), models)
+    return start_server(model_repository=repository, api_keys=KEY)
+
+
+def give_key(page: Page) -> None:
+    page.locator("#key-form").wait_for()
+    page.fill("#api-key", KEY)
+    page.press("#api-key", "Enter")
+    page.wait_for_selector("#model option[value='vit-tiny-test']", state="attached")
+
+
+def test_a_401_asks_for_a_key_and_sends_it_as_a_bearer_token(browser: Browser, keyed_repository):
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{server.url}/")  # the page is public; the model list is not
+    page.goto(f"{keyed_repository.url}/")  # the page is public; the model list is not
 
     page.locator("#key-form").wait_for()
     assert "HTTP 401, unauthorized" in page.inner_text("#key-reason")
@@ -208,13 +246,33 @@ def test_a_401_asks_for_a_key_and_sends_it_as_a_bearer_token(browser: Browser, s
     page.press("#api-key", "Enter")
     expect(page.locator("#key-reason")).to_contain_text("The key was refused")
 
-    page.fill("#api-key", "demo-key-1")
-    page.press("#api-key", "Enter")
-    page.wait_for_selector("#model option[value='vit-tiny-mnist']", state="attached")
+    give_key(page)
     assert page.locator("#key-form").is_hidden()
+    page.select_option("#model", "vit-tiny-mnist")
     page.set_input_files("#files", str(DIGIT))  # with the key, for the rest of the session
     result = page.locator(RESULT_DONE)
     result.wait_for()
     assert result.locator(".predictions li .label").first.inner_text() == "3"
-    assert page.evaluate("sessionStorage.getItem('vitserve-api-key')") == "demo-key-1"
+    assert page.evaluate("sessionStorage.getItem('vitserve-api-key')") == KEY
+    context.close()
+
+
+def test_the_picker_lists_every_model_and_the_page_asks_the_one_picked(
+    browser: Browser, keyed_repository
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{keyed_repository.url}/")
+    give_key(page)
+    names = page.locator("#model option").evaluate_all("options => options.map(o => o.value)")
+    assert sorted(names) == ["vit-tiny-mnist", "vit-tiny-test"]
+
+    page.select_option("#model", "vit-tiny-test")
+    assert "32×32 input" in page.inner_text("#model-status")
+    page.set_input_files("#files", str(DIGIT))
+    result = page.locator(RESULT_DONE)
+    result.wait_for()
+    assert "vit-tiny-test version 1" in result.locator(".latency").inner_text()
+    tiny_labels = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    assert result.locator(".predictions li .label").first.inner_text() in tiny_labels
     context.close()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from imagefiles import encode, photo
 
 from app.main import create_app
 from app.settings import Settings
@@ -27,13 +28,14 @@ def test_a_dead_batcher_fails_readyz_and_stops_the_server(tiny_model_dir: Path) 
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        batcher = app.state.classifier.batcher
+        batcher = app.state.repository.runtime().batcher
         client.portal.call(batcher._task.cancel)  # what a bug that ends the loop does
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "failed"
         assert ready.headers["retry-after"] == "1"
-        refused = client.post("/classify", content=b"x", headers={"content-type": "image/png"})
-        assert refused.status_code == 503
+        image = encode(photo(), "PNG")
+        refused = client.post("/classify", content=image, headers={"content-type": "image/png"})
+        assert refused.status_code == 503 and "retry-after" in refused.headers
         assert app.state.failure.reason == "the batcher task was cancelled"
         assert stopped.is_set()
         assert ended.wait(10)  # after the grace period: request_timeout_s + 5 s
