@@ -78,7 +78,7 @@ class ModelConfig(BaseModel):
     preprocess: PreprocessConfig
     metrics: ModelMetrics = Field(default_factory=ModelMetrics)
     source: ModelSource = Field(default_factory=ModelSource)
-    precision: Literal["fp32", "fp16"] = "fp32"
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
 

@@ -106,6 +106,23 @@ class Settings(BaseSettings):
         description="width x height of one image, at most, weighted by its bytes per pixel",
     )
 
+    # Devices (app/providers.py, app/bound_session.py)
+    device_id: int = Field(default=0, ge=0, description="GPU of the CUDA/TensorRT providers")
+    cuda_graphs: bool = Field(
+        default=False, description="CUDA: capture one CUDA graph per bucketed batch size"
+    )
+    trt_fp16: bool = Field(default=True, description="TensorRT: build fp16 engines")
+    trt_cache_dir: Path | None = Field(
+        default=None, description="TensorRT: engine and timing caches here; none: rebuild"
+    )
+    batch_buckets: bool = Field(
+        default=False,
+        description="pad each batch to a power of two (up to max_batch_size); on with CUDA graphs",
+    )
+    io_binding: bool = Field(
+        default=False, description="bind a reused host input buffer and device outputs per run"
+    )
+
     # Hostile input and slow clients (docs/serving.md, "Limits and hardening")
     image_formats: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_IMAGE_FORMATS, description="Pillow format names accepted, comma-separated"
@@ -211,6 +228,8 @@ class Settings(BaseSettings):
                 f"max_queue ({self.max_queue}) must hold at least one full batch "
                 f"(max_batch_size {self.max_batch_size})"
             )
+        if self.cuda_graphs and self.inference_workers > 1:
+            raise ValueError("cuda_graphs replays one graph at a time: inference_workers must be 1")
         return self
 
     @model_validator(mode="after")
@@ -235,6 +254,11 @@ class Settings(BaseSettings):
     def served_versions(self) -> int | None:
         """How many versions of each model the policy serves (None: all)."""
         return None if self.version_policy == "all" else int(self.version_policy.split(":")[1])
+
+    @property
+    def bucketed(self) -> bool:
+        """Batches padded to fixed sizes: asked for, or needed by CUDA graphs."""
+        return self.batch_buckets or self.cuda_graphs
 
     @property
     def onnx_threads(self) -> int:

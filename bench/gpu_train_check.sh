@@ -8,9 +8,9 @@
 # Parts (default "table data"), each under its own time limit, results in DIR (default: $OUT,
 # else runs/gpu-check):
 #   table  bench/train_throughput.py: ours vs timm, ViT-B/16 and ViT-S/16 at 224, batch 256,
-#          bf16 + fused AdamW + TF32, eager and compiled -> train_throughput.md (<= 230 s)
-#   data   pretrain ViT-B/16 on pre-rendered FractalDB (100 x 100 at 224 px, 2 epochs) with the
-#          default fast path -> data/metrics.jsonl: images/s and data_bound_share (<= 110 s)
+#          bf16 + fused AdamW + TF32, eager and compiled -> train_throughput.md (<= 220 s)
+#   data   pretrain ViT-B/16 on pre-rendered FractalDB (50 x 100 at 224 px, 3 epochs) with the
+#          default fast path -> data/metrics.jsonl: images/s and data_bound_share (<= 120 s)
 #   tests  pytest -m cuda tests/training: bf16 vs fp32 curve, resume after SIGKILL (<= 170 s)
 # Nothing here writes a figure into docs/: copy the table there by hand, with the card and date.
 set -uo pipefail
@@ -45,14 +45,14 @@ part() {  # part NAME LIMIT_S COMMAND...: run with a limit, log to DIR/NAME.log,
 for p in "${parts[@]}"; do
     case $p in
     table)
-        part table 230 "$py" bench/train_throughput.py --device cuda \
+        part table 220 "$py" bench/train_throughput.py --device cuda \
             --arch vit_base_patch16_224 vit_small_patch16_224 --batch-size 256 \
             --compile both --steps 10 --rounds 3 --out "$dir/train_throughput.md"
         ;;
     data)
-        part data 110 "$py" -m training.run pretrain --data fractal --fractal-classes 100 \
+        part data 120 "$py" -m training.run pretrain --data fractal --fractal-classes 50 \
             --fractal-instances 100 --cache-dir "$dir/fractal-cache" \
-            --arch vit_base_patch16_224 --batch-size 256 --epochs 2 --warmup-epochs 0.5 \
+            --arch vit_base_patch16_224 --batch-size 256 --epochs 3 --warmup-epochs 0.5 \
             --checkpoint-every 0 --no-progress --out "$dir/data"
         ;;
     tests)

@@ -17,7 +17,7 @@ import torch
 
 from experiments.formula_pretraining import baselines, nets
 from experiments.formula_pretraining.attention import plot_attention
-from experiments.formula_pretraining.digits import Digits, load_digits
+from experiments.formula_pretraining.digits import Digits, draw_shots, load_digits
 from experiments.formula_pretraining.jobs import FinetuneJob, synthetic_arrays
 from experiments.formula_pretraining.plan import (
     build_tasks,
@@ -53,6 +53,8 @@ def context_numbers(
     """1-NN on pixels and a linear probe of every initialisation (pre-trained ones whose
     pre-training has finished), per shot count."""
     rows: list[dict[str, Any]] = []
+    tx, ty = digits.take(digits.test)
+    test_features: dict[tuple[str, int], np.ndarray] = {}  # a pre-trained net: one per init
     for shots in settings.shots:
         knn = [baselines.nearest_neighbour(digits, shots, seed) for seed in range(settings.seeds)]
         rows.append({"shots": shots, "method": "1-NN, raw pixels", "per_seed": knn})
@@ -62,7 +64,14 @@ def context_numbers(
             probes = []
             for seed in range(settings.seeds):
                 model = FinetuneJob(settings, init, shots, seed, 0, 0.0).start(settings.classes)
-                probes.append(baselines.linear_probe(model, digits, shots, seed))
+                key = (init.name, seed if init.source is None else 0)
+                if key not in test_features:
+                    test_features[key] = baselines.features(model, tx)
+                x, y = digits.take(draw_shots(digits, shots, seed))
+                probe = baselines.linear_probe(
+                    baselines.features(model, x), y, test_features[key], ty
+                )
+                probes.append(probe)
             rows.append(
                 {"shots": shots, "method": f"linear probe, {init.name}", "per_seed": probes}
             )

@@ -33,10 +33,10 @@ def features(model: nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarr
     ).numpy()
 
 
-def linear_probe(model: nn.Module, digits: Digits, shots: int, seed: int) -> float:
-    """Test top-1 of a logistic regression on `model`'s frozen features of one seed's shots."""
-    x, y = digits.take(draw_shots(digits, shots, seed))
-    tx, ty = digits.take(digits.test)
+def linear_probe(
+    features: np.ndarray, labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray
+) -> float:
+    """Test top-1 of a logistic regression on standardised frozen features."""
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(features(model, x), y)
-    return float((probe.predict(features(model, tx)) == ty).mean())
+    probe.fit(features, labels)
+    return float((probe.predict(test_features) == test_labels).mean())

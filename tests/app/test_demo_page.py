@@ -163,6 +163,28 @@ def test_a_file_that_is_no_image_shows_the_api_error(page) -> None:
     assert page.locator(f"{RESULT_DONE} .figure").is_hidden()
 
 
+def test_drop_and_paste(page) -> None:
+    # The events a browser fires when a file is dropped on the box, or pasted anywhere.
+    page.evaluate(
+        """async ([bytes]) => {
+            const file = () => new File([new Uint8Array(bytes)], "given.png", {type: "image/png"});
+            const options = {bubbles: true, cancelable: true};
+            const dropped = new DataTransfer();
+            dropped.items.add(file());
+            document.getElementById("drop-zone").dispatchEvent(
+                new DragEvent("drop", {...options, dataTransfer: dropped}));
+            const pasted = new DataTransfer();
+            pasted.items.add(file());
+            const paste = new ClipboardEvent("paste", {...options, clipboardData: pasted});
+            document.dispatchEvent(paste);
+        }""",
+        [list(DIGIT.read_bytes())],
+    )
+    expect(page.locator(RESULT_DONE)).to_have_count(2, timeout=30_000)
+    for label in page.locator(f"{RESULT_DONE} .predictions li:first-child .label").all():
+        assert label.inner_text() == "3"
+
+
 def test_keyboard_order_and_a_phone_screen(page) -> None:
     order = []
     for _ in range(4):

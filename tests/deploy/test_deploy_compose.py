@@ -48,6 +48,10 @@ def test_default_stack(compose: Compose) -> None:
     assert api["environment"]["VITSERVE_MODEL_DIR"] == "/models/default"  # the bundled model
     assert mounts(api)["/models"]["source"] == "models"
     assert mounts(api)["/models"]["read_only"] is True
+    # TensorRT engines survive restarts in a volume of their own, writable by the API.
+    assert api["environment"]["VITSERVE_TRT_CACHE_DIR"] == "/cache/tensorrt"
+    assert mounts(api)["/cache/tensorrt"]["source"] == "trt-cache"
+    assert not mounts(api)["/cache/tensorrt"].get("read_only", False)
     assert [(p["host_ip"], p["published"], p["target"]) for p in api["ports"]] == [
         ("127.0.0.1", "8000", 8000),
         ("127.0.0.1", "8001", 8001),  # gRPC
