@@ -4,7 +4,9 @@ One task owns the queue. Each image is an item with its own future. A batch clos
 holds `max_batch_size` images or `max_wait_s` after its first image was queued, whichever comes
 first; items whose caller has gone (future cancelled) are dropped before they cost compute; the
 batch runs off the event loop; every future is resolved, with its row of the outputs or with an
-exception. Admission is bounded: `reserve` refuses at once when the queue is full.
+exception. Admission is bounded: `reserve(n)` refuses at once when the queue is full, and
+otherwise hands out a `Permit` for n images that gives back, on leaving its `with`, the places
+it did not spend.
 
 Up to `workers` batches compute at once, each on a thread of the executor. A batch is formed
 when a worker is free, so while every worker is busy the queue fills, and the next batch starts
@@ -26,16 +28,25 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 
 from app.errors import NotReady, Overloaded, PayloadTooLarge
-from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 Outputs = tuple[np.ndarray, ...]
 Predictor = Callable[[np.ndarray], Outputs]  # (B, ...) -> outputs, each (B, ...); blocking
+
+
+class Observer(Protocol):
+    """Where the batcher reports (one model version's metrics, app.metrics.RuntimeMetrics)."""
+
+    def batch_run(self, size: int, waits_s: list[float], inference_s: float) -> None: ...
+
+    def queue_depth(self, depth: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,37 @@ class _Item:
     counted_out: bool = False  # no longer counted in the queue depth
 
 
+class Permit:
+    """Admission of `count` images: `submit` spends one place each; leaving the `with` (or
+    `release`) gives back the places not spent."""
+
+    def __init__(self, batcher: Batcher, count: int) -> None:
+        self._batcher = batcher
+        self.remaining = count
+
+    def submit(self, tensor: np.ndarray) -> asyncio.Future[Result]:
+        """Queue one admitted image; its future gets its rows of the outputs."""
+        if self.remaining <= 0:
+            raise RuntimeError("the permit has no place left")
+        self.remaining -= 1
+        return self._batcher._enqueue(tensor)
+
+    def release(self) -> None:
+        self._batcher._set_depth(self._batcher.depth - self.remaining)
+        self.remaining = 0
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
 class Batcher:
     """Groups single-image tensors into batch runs of `predict`."""
 
@@ -68,7 +110,7 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         workers: int = 1,
-        metrics: Metrics | None = None,
+        observer: Observer | None = None,
         run_timeout_s: float = 0.0,
         on_failure: Callable[[str], None] | None = None,
     ) -> None:
@@ -78,7 +120,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.workers = workers
-        self._metrics = metrics
+        self._observer = observer
         self.run_timeout_s = run_timeout_s  # 0: runs are not watched
         self._on_failure = on_failure
         self._queue: deque[_Item] = deque()
@@ -118,10 +160,15 @@ class Batcher:
         """Refuse new images, run every queued one, then end the loop."""
         self._closing = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        if self._task is not None:  # a task that died has been reported (_on_task_end)
+            await asyncio.gather(self._task, return_exceptions=True)
 
-    def reserve(self, count: int) -> None:
+    @property
+    def alive(self) -> bool:
+        """Started and its loop still running."""
+        return self._task is not None and not self._task.done()
+
+    def reserve(self, count: int) -> Permit:
         """Admit `count` images or refuse at once: 413 if they could never fit, 503 if full."""
         if self._closing:
             raise NotReady("the server is shutting down")
@@ -134,13 +181,10 @@ class Batcher:
                 f"the queue is full ({self._reserved} of {self.max_queue} images); retry later"
             )
         self._set_depth(self._reserved + count)
+        return Permit(self, count)
 
-    def release(self, count: int) -> None:
-        """Give back admissions that will not be submitted (e.g. an undecodable image)."""
-        self._set_depth(self._reserved - count)
-
-    def submit(self, tensor: np.ndarray) -> asyncio.Future[Result]:
-        """Queue one reserved image; its future gets its rows of the outputs."""
+    def _enqueue(self, tensor: np.ndarray) -> asyncio.Future[Result]:
+        """Queue one image that a permit admitted."""
         item = _Item(tensor, asyncio.get_running_loop().create_future())
         item.future.add_done_callback(lambda future: self._on_done(item))
         self._queue.append(item)
@@ -161,8 +205,8 @@ class Batcher:
 
     def _set_depth(self, value: int) -> None:
         self._reserved = value
-        if self._metrics is not None:
-            self._metrics.queue_depth.set(value)
+        if self._observer is not None:
+            self._observer.queue_depth(value)
 
     async def _run_forever(self) -> None:
         try:
@@ -239,10 +283,6 @@ class Batcher:
     async def _compute_each(self, batch: list[_Item]) -> list[Result | Exception]:
         """Each item's rows of the outputs, or the exception its own run raised."""
         started = time.perf_counter()
-        if self._metrics is not None:
-            self._metrics.batch_size.observe(len(batch))
-            for item in batch:
-                self._metrics.queue_wait.observe(started - item.enqueued)
         try:
             outputs = await self._compute(np.stack([item.tensor for item in batch]))
         except Exception as exc:
@@ -255,8 +295,9 @@ class Batcher:
                 answers += [exc] if item.future.done() else await self._compute_each([item])
             return answers
         finally:
-            if self._metrics is not None:
-                self._metrics.inference_duration.observe(time.perf_counter() - started)
+            if self._observer is not None:
+                waits = [started - item.enqueued for item in batch]
+                self._observer.batch_run(len(batch), waits, time.perf_counter() - started)
         inference_s = time.perf_counter() - started
         return [
             Result(

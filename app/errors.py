@@ -50,6 +50,17 @@ class ImageTooLarge(ApiError):
     status, code, reason = 413, "image_too_large", "invalid"
 
 
+class InvalidRequest(ApiError):
+    """A request the protocol cannot accept (Open Inference Protocol: a bad tensor, a load in
+    poll mode)."""
+
+    status, code, reason = 400, "invalid_request", "invalid"
+
+
+class ModelNotFound(ApiError):
+    status, code = 404, "model_not_found"
+
+
 class Unauthorized(ApiError):
     """No API key, or not one of `VITSERVE_API_KEYS` (which key, or how close, is not said)."""
 

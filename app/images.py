@@ -19,8 +19,8 @@ from PIL import ExifTags, Image, ImageFile, ImageMode, ImageOps, TiffImagePlugin
 from app.errors import EmptyImage, ImageTooLarge, InvalidImage
 from app.settings import DEFAULT_IMAGE_FORMATS
 
-# Pillow's own bomb checks (Image.open, each ICO entry, ...) follow our limit (decode_image sets
-# MAX_IMAGE_PIXELS) and refuse at it, not at twice it: its warning becomes an error.
+# Pillow's own bomb checks (in Image.open, in containers such as ICO) refuse at its limit, not
+# at twice it: its warning becomes an error. The limit itself is ours (follow_pixel_limit).
 warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 _BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError)
@@ -56,12 +56,17 @@ def pixel_cost(size: tuple[int, int], mode: str) -> int:
     return math.ceil(width * height * max(_RGB_BYTES, pixel_bytes) / _RGB_BYTES)
 
 
+def follow_pixel_limit(max_pixels: int) -> None:
+    """Make Pillow's own limit (process-wide) the service's, so that its checks and ours
+    agree and a 413 never quotes another number than the setting."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
     """Decode `data` within `limits`. Raises EmptyImage, ImageTooLarge or InvalidImage; never
     anything else."""
     if not data:
         raise EmptyImage("the image is empty (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
     try:
         image = Image.open(io.BytesIO(data), formats=list(limits.formats))
     except _BOMBS as exc:

@@ -1,6 +1,7 @@
-"""Assembles the service: settings, metrics, error handlers, routes, and the lifespan that loads
-the model, warms it up and reports ready, then drains the queue on shutdown. A model that cannot
-be served stops the process (app/failure.py).
+"""Assembles the service: settings, metrics, error handlers, routes, and the lifespan that opens
+the model repository (a model that cannot be served stops start-up), warms it up in the
+background (a failure ends the process, app/failure.py), serves gRPC beside HTTP, and drains
+every model on shutdown.
 
 `uvicorn app.main:app` serves it; so does `python -m app`.
 """
@@ -15,13 +16,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.router import api_router
+from app.api.routes import demo
 from app.buffers import BufferBudget
 from app.errors import install_error_handlers
 from app.failure import Failure
-from app.inference import Classifier
 from app.metrics import Metrics, MetricsMiddleware
 from app.model_check import ModelError
-from app.session import load_model
+from app.oip.grpc_service import start_grpc_server
+from app.repository import ModelRepository
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("app")
@@ -29,20 +31,20 @@ log = logging.getLogger("app")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load and check the model (a failure stops start-up), warm up in the background (a
-    failure ends the process), drain at exit."""
+    """Open the repository (a failure stops start-up), warm up in the background (a failure
+    ends the process), drain at exit."""
     settings: Settings = app.state.settings
-    metrics: Metrics = app.state.metrics
     failure: Failure = app.state.failure
+    repository = ModelRepository(settings, app.state.metrics, failure)
     try:
-        model = await asyncio.to_thread(load_model, settings.model_dir, settings)
+        await repository.open()
+        grpc_server = await start_grpc_server(repository, settings, app.state.metrics)
     except Exception as exc:
-        log.error("cannot serve %s: %s", settings.model_dir, exc)
+        log.error("cannot serve %s: %s", settings.model_repository or settings.model_dir, exc)
+        await repository.close()
         raise
-    metrics.set_model(model.config.name, model.config.version, model.providers)
-    classifier = Classifier(model, settings, metrics, on_failure=failure.fail)
-    app.state.classifier = classifier
-    warm_up = asyncio.create_task(classifier.start(), name="warm-up")
+    app.state.repository = repository
+    warm_up = asyncio.create_task(repository.warm_up(), name="warm-up")
     warm_up.add_done_callback(lambda task: _report_warm_up(task, failure))
     try:
         yield
@@ -50,8 +52,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not warm_up.done():
             warm_up.cancel()
             await asyncio.gather(warm_up, return_exceptions=True)
-        await classifier.stop()
-        app.state.classifier = None
+        if grpc_server is not None:  # in-flight calls finish within the request timeout
+            await grpc_server.stop(grace=settings.request_timeout_s)
+        await repository.close()
         log.info("stopped: every accepted request was answered")
 
 
@@ -73,12 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()
     app.state.buffers = BufferBudget(app.state.settings.buffered_bytes_limit)
-    app.state.classifier = None
+    app.state.repository = None
     # After a failure, every request in flight has its answer within the request timeout.
     app.state.failure = Failure(grace_s=app.state.settings.request_timeout_s + 5)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)
+    if app.state.settings.demo:
+        app.include_router(demo.router)
     return app
 
 

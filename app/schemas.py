@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 
@@ -16,14 +18,28 @@ class Prediction(BaseModel):
     score: float = Field(description="softmax probability")
 
 
+CropBox = Annotated[
+    tuple[float, float, float, float],
+    Field(
+        description="x0, y0, x1, y1: the region the model saw, in pixels of the image as sent "
+        "(after EXIF rotation); the grid covers exactly this box"
+    ),
+]
+
+
 class AttentionGrid(BaseModel):
     grid: tuple[int, int] = Field(description="patch rows, patch columns")
     map: list[list[float]] = Field(description="attention rollout, scaled so its maximum is 1")
+    crop: CropBox
 
 
 class AttentionPng(BaseModel):
     grid: tuple[int, int] = Field(description="patch rows, patch columns")
-    png: str = Field(description="base64 PNG: the heatmap over the model's input crop")
+    png: str = Field(
+        description="base64 PNG: the image as sent (after EXIF rotation, long side at most "
+        "VITSERVE_ATTENTION_PNG_MAX_SIDE) with the heatmap over the crop and the rest dimmed"
+    )
+    crop: CropBox
 
 
 class ImageResult(BaseModel):
@@ -61,6 +77,7 @@ class Batching(BaseModel):
 class ModelCard(BaseModel):
     name: str
     version: str
+    state: str = Field(description="ready, loading (warming up) or unloading (draining)")
     architecture: str
     labels: list[str]
     input_size: tuple[int, int] = Field(description="height, width of the model input")
@@ -70,5 +87,13 @@ class ModelCard(BaseModel):
     batching: Batching
 
 
+class VersionState(BaseModel):
+    name: str
+    version: str
+    state: str
+    reason: str = Field(description="why it is not loaded: its load error, or unloaded")
+
+
 class ModelList(BaseModel):
-    models: list[ModelCard]
+    models: list[ModelCard] = Field(description="every version loaded")
+    unavailable: list[VersionState] = Field(description="versions on disk not loaded")

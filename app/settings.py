@@ -36,13 +36,35 @@ class Settings(BaseSettings):
 
     # Model and onnxruntime
     model_dir: Path = Field(
-        default=DEFAULT_MODEL_DIR, description="directory with model.onnx + config.json"
+        default=DEFAULT_MODEL_DIR,
+        description="one model: a directory with model.onnx + config.json",
+    )
+    model_repository: Path | None = Field(
+        default=None,
+        description="many models: DIR/<name>/<version>/{model.onnx,config.json}; wins over "
+        "model_dir",
+    )
+    version_policy: str = Field(
+        default="latest:1",
+        pattern=r"^(all|latest:[1-9][0-9]*)$",
+        description="versions served per model, counted over those that loaded: latest:N or all",
+    )
+    repository_poll_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="poll the repository every N s for new/removed versions; 0: explicit mode",
+    )
+    default_model: str | None = Field(
+        default=None, description="the model POST /classify uses; needed with several models"
     )
     providers: Providers = Field(
         default="auto", description="auto: CUDA then CPU; cuda/tensorrt: required"
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="onnxruntime intra-op threads per run; 0: cores / workers"
+        default=0,
+        ge=0,
+        description="onnxruntime intra-op threads of all models' sessions together (each model "
+        "gets an equal share, at least 1); 0: cores / workers",
     )
     inference_workers: int = Field(
         default=1, ge=1, description="session runs (batches) computing at once, one thread each"
@@ -57,6 +79,9 @@ class Settings(BaseSettings):
     # HTTP server
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int = Field(
+        default=8001, ge=0, le=65535, description="Open Inference Protocol over gRPC; 0: off"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # Dynamic batching
@@ -79,6 +104,23 @@ class Settings(BaseSettings):
         ge=1,
         le=MAX_DECODABLE_PIXELS,
         description="width x height of one image, at most, weighted by its bytes per pixel",
+    )
+
+    # Devices (app/providers.py, app/bound_session.py)
+    device_id: int = Field(default=0, ge=0, description="GPU of the CUDA/TensorRT providers")
+    cuda_graphs: bool = Field(
+        default=False, description="CUDA: capture one CUDA graph per bucketed batch size"
+    )
+    trt_fp16: bool = Field(default=True, description="TensorRT: build fp16 engines")
+    trt_cache_dir: Path | None = Field(
+        default=None, description="TensorRT: engine and timing caches here; none: rebuild"
+    )
+    batch_buckets: bool = Field(
+        default=False,
+        description="pad each batch to a power of two (up to max_batch_size); on with CUDA graphs",
+    )
+    io_binding: bool = Field(
+        default=False, description="bind a reused host input buffer and device outputs per run"
     )
 
     # Hostile input and slow clients (docs/serving.md, "Limits and hardening")
@@ -111,6 +153,12 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="request bytes held at once across all requests; 0: 4 x the upload limit",
+    )
+
+    # What people see
+    demo: bool = Field(default=True, description="serve the demo page at / and /demo")
+    attention_png_max_side: int = Field(
+        default=512, ge=16, le=4096, description="attention=png: the heatmap's long side, at most"
     )
 
     # Models, process and access (issue 8's hardening)
@@ -180,6 +228,8 @@ class Settings(BaseSettings):
                 f"max_queue ({self.max_queue}) must hold at least one full batch "
                 f"(max_batch_size {self.max_batch_size})"
             )
+        if self.cuda_graphs and self.inference_workers > 1:
+            raise ValueError("cuda_graphs replays one graph at a time: inference_workers must be 1")
         return self
 
     @model_validator(mode="after")
@@ -199,6 +249,16 @@ class Settings(BaseSettings):
     @property
     def buffered_bytes_limit(self) -> int:
         return self.max_buffered_bytes or 4 * self.max_upload_bytes
+
+    @property
+    def served_versions(self) -> int | None:
+        """How many versions of each model the policy serves (None: all)."""
+        return None if self.version_policy == "all" else int(self.version_policy.split(":")[1])
+
+    @property
+    def bucketed(self) -> bool:
+        """Batches padded to fixed sizes: asked for, or needed by CUDA graphs."""
+        return self.batch_buckets or self.cuda_graphs
 
     @property
     def onnx_threads(self) -> int:

@@ -40,7 +40,7 @@ from app.cores import available_cores  # noqa: E402
 from model.config import config_from_name  # noqa: E402
 from model.rollout import attention_rollout, cls_attention_rollout  # noqa: E402
 from model.vit import VisionTransformer  # noqa: E402
-from training.export import OPSET, export_onnx, ort_session  # noqa: E402
+from training.onnx_export import OPSET, export_onnx, ort_session  # noqa: E402
 from training.onnx_graph import ViTLogits, ViTWithAttention  # noqa: E402
 
 GRAPHS = ["logits", "logits23", "explicit", "ours", "vector", "naive"]

@@ -42,7 +42,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.settings import Settings, available_cores  # noqa: E402
+from app.cores import available_cores  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 WRK_SCRIPT = REPO / "bench" / "serve_wrk.lua"
 
@@ -157,12 +158,12 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     def batch_sizes(self) -> tuple[float, float]:
-        """(session runs, images) so far, from /metrics."""
-        values = {}
+        """(session runs, images) so far, from /metrics, summed over models and versions."""
+        values = {"vitserve_batch_size_count": 0.0, "vitserve_batch_size_sum": 0.0}
         for line in httpx.get(f"{self.url}/metrics").text.splitlines():
-            for name in ("vitserve_batch_size_count", "vitserve_batch_size_sum"):
-                if line.startswith(name + " "):
-                    values[name] = float(line.split()[1])
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in values:
+                values[name] += float(line.rsplit(" ", 1)[1])
         return values["vitserve_batch_size_count"], values["vitserve_batch_size_sum"]
 
     def stop(self) -> None:

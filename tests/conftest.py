@@ -16,18 +16,21 @@ TINY_LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 TINY_METRICS = {"top1": 0.5, "top5": 0.9, "dataset": "random, for tests"}
 
 
-def tiny_vit(seed: int = 0) -> VisionTransformer:
+def tiny_vit(
+    seed: int = 0, variant: str = "vit_tiny_patch8_32", labels: list[str] = TINY_LABELS
+) -> VisionTransformer:
     """ViT with patch 8 at 32 px (a 4x4 grid), depth 2, width 64, 2 heads, 10 classes, random
-    weights including the head. Linear layers get LeCun-normal weights (std 1/sqrt(fan_in), not
-    the paper's 0.02 and zero head), so the prediction varies with the input."""
+    weights including the head (another `variant` or label set when asked). Linear layers get
+    LeCun-normal weights (std 1/sqrt(fan_in), not the paper's 0.02 and zero head), so the
+    prediction varies with the input."""
     torch.manual_seed(seed)
     config = config_from_name(
-        "vit_tiny_patch8_32",
+        variant,
         depth=2,
         embed_dim=64,
         num_heads=2,
-        num_classes=len(TINY_LABELS),
-        labels=TINY_LABELS,
+        num_classes=len(labels),
+        labels=labels,
     )
     model = VisionTransformer(config)
     for module in model.modules():
@@ -58,3 +61,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Pa
 
     out = tmp_path_factory.mktemp("models") / "vit-tiny-test"
     return export_checkpoint(tiny_checkpoint, out, name="vit-tiny-test")
+
+
+OTHER_LABELS = ["cat", "dog", "bird"]
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model of another size and label set: patch 8 at 48 px (a 6x6 grid), 3 classes."""
+    from training.export import export_model
+
+    out = tmp_path_factory.mktemp("models") / "vit-other"
+    model = tiny_vit(seed=1, variant="vit_tiny_patch8_48", labels=OTHER_LABELS)
+    return export_model(model, out, name="vit-other")

@@ -83,9 +83,25 @@ class TrainConfig:
     cache_dir: str | None = _opt(None, "FractalDB, contours: cache directory for generated images")
     # Running.
     seed: int = _opt(0, "seed of init, data order, splits and augmentation")
-    workers: int = _opt(0, "DataLoader worker processes per rank")
+    workers: int | None = _opt(
+        None,
+        "DataLoader worker processes per rank (default: this process's cores shared by the "
+        "node's ranks, less one for the training process; 0: load in the training process)",
+    )
     checkpoint_every: int = _opt(50, "also save last.pt every this many steps (0: epoch ends)")
-    amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    # Speed (training/fast_path.py decides what each means on the run's device).
+    amp: bool | None = _opt(None, "bf16 autocast (default: on for CUDA, off on CPU)")
+    compile: bool | None = _opt(
+        None, "torch.compile the model (default: on for CUDA, off on CPU where it did not pay)"
+    )
+    tf32: bool = _opt(True, "TF32 tensor cores for matmuls left in fp32 (CUDA only)")
+    grad_checkpointing: bool = _opt(
+        False,
+        "recompute each block's activations in backward: less memory, about a third more compute",
+    )
+    deterministic: bool = _opt(
+        False, "deterministic kernels only (bit-exact reruns on CUDA; slower)"
+    )
     progress: bool = _opt(True, "progress bar with loss, accuracy and images/s")
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ class World:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    local_world_size: int = 1  # processes on this node (they share its cores)
 
     @property
     def is_main(self) -> bool:
@@ -41,7 +42,8 @@ def init_world() -> World:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    return World(dist.get_rank(), dist.get_world_size(), local_rank, device)
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, device, local_size)
 
 
 def close_world(world: World) -> None:

@@ -1,9 +1,10 @@
 """Checkpoint -> model directory for serving: `model.onnx` (logits and the attention-rollout map,
 computed inside the graph) and `config.json` (the schema of `app.model_config`).
 
-The export checks itself: onnxruntime must reproduce PyTorch's outputs at two batch sizes, or it
-fails. `fp16=True` converts the checked float32 graph to float16 (float32 inputs and outputs,
-LayerNormalization and Softmax kept in float32) and reports its agreement with float32.
+The float32 graph checks itself against PyTorch (`training.onnx_export`); a float16 or int8
+graph is then converted from it (`training.precision`) and compared with it on a fixed image
+set (`training.agreement`). An int8 graph that agrees with float32 on fewer held-out images than
+the threshold is not written.
 """
 
 from __future__ import annotations
@@ -14,245 +15,132 @@ import copy
 import logging
 import os
 import pickle
+import shutil
 import sys
 import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from app.cores import available_cores
 from app.model_config import (
-    INPUT_NAME,
     MODEL_FILE,
-    OUTPUT_NAMES,
     ModelConfig,
     ModelMetrics,
     ModelSource,
+    PreprocessConfig,
+    read_model_config,
     write_model_config,
 )
 from model.load import load_model
 from model.vit import VisionTransformer
+from training.agreement import AgreementReport, compare_graphs
+from training.cli_options import add_dataclass_options, given_values, option
+from training.onnx_export import (
+    CHECK_BATCH_SIZES,
+    ExportCheckError,
+    export_onnx,
+    verify_onnx,
+)
 from training.onnx_graph import ViTWithAttention
+from training.precision import Int8Options, Precision, convert_to_fp16, quantize_int8
 from training.preprocessing import preprocess_config_for
 
 log = logging.getLogger(__name__)
 
-OPSET = 18  # >= 17: LayerNormalization is one op
-CHECK_BATCH_SIZES = (1, 5)  # the self-check's batch sizes; the trace uses 2
-FP16_CHECK_INPUTS = 100
-# Ops kept in float32 by the fp16 conversion: LayerNorm's variance and softmax's exponentials
-# overflow or lose the small differences they depend on in half precision (fp16 ViTs collapse);
-# ReduceMean (average pooling, the last layer's head mean) is cheap to keep exact.
-FP16_OP_BLOCK_LIST = ["LayerNormalization", "Softmax", "ReduceMean"]
-# Self-check tolerances, float32 ONNX vs PyTorch: |a - b| <= atol + rtol * |b|.
-LOGITS_TOL = (1e-4, 1e-3)  # (atol, rtol)
-ATTENTION_TOL = (1e-5, 1e-3)
+RANDOM_CHECK_INPUTS = 100  # fp16 without --calibration: fixed random inputs
 
 
-class ExportCheckError(RuntimeError):
-    """The exported graph does not reproduce the PyTorch model."""
+@dataclass(frozen=True)
+class Conversion:
+    """Which precision to write and how to check it against float32 (the command line's
+    options, but `precision`, which --fp16/--int8 set)."""
 
-
-# ---------------------------------------------------------------------------------------------
-# onnxruntime
-
-
-def ort_session(
-    path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0
-) -> Any:
-    """An onnxruntime session with all graph optimisations, `threads` intra-op threads (default:
-    every available core) and spinning off, since other sessions may share the process."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or available_cores()
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=list(providers))
-
-
-# ---------------------------------------------------------------------------------------------
-# torch -> ONNX
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """The exporter's optimiser logs every rewrite at INFO and both warn about internals:
-    silence them while it runs (its progress report on stdout is off with verbose=False)."""
-    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
-    levels = [logger.level for logger in loggers]
-    try:
-        for logger in loggers:
-            logger.setLevel(logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def export_onnx(module: nn.Module, path: str | Path, image_size: int, opset: int = OPSET) -> Path:
-    """Trace `module` (pixel_values -> logits[, attention]) to ONNX at `path` with a dynamic
-    batch axis, by the torch.export-based exporter, weights inside the file (so < 2 GB)."""
-    path = Path(path)
-    module = module.eval()
-    example = torch.randn(2, 3, image_size, image_size)
-    with torch.no_grad():
-        outputs = module(example)
-    output_names = list(OUTPUT_NAMES[: len(outputs)]) if isinstance(outputs, tuple) else ["logits"]
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=output_names,
-            opset_version=opset,
-            dynamo=True,
-            dynamic_shapes={"pixel_values": {0: batch}},
-            external_data=False,
-            verbose=False,
-        )
-    return path
-
-
-def check_outputs(
-    expected: dict[str, np.ndarray],
-    actual: dict[str, np.ndarray],
-    tolerances: dict[str, tuple[float, float]] | None = None,
-) -> None:
-    """Raise `ExportCheckError` unless every expected output is matched in shape and value
-    (|actual - expected| <= atol + rtol * |expected|, per output)."""
-    tolerances = tolerances or {"logits": LOGITS_TOL, "attention": ATTENTION_TOL}
-    for name, want in expected.items():
-        if name not in actual:
-            raise ExportCheckError(f"the ONNX model has no output {name!r}")
-        got = actual[name]
-        if got.shape != want.shape:
-            raise ExportCheckError(f"{name}: shape {got.shape}, PyTorch gives {want.shape}")
-        atol, rtol = tolerances.get(name, LOGITS_TOL)
-        if not np.allclose(got, want, atol=atol, rtol=rtol):
-            worst = float(np.max(np.abs(got.astype(np.float64) - want)))
-            raise ExportCheckError(
-                f"{name}: ONNX and PyTorch differ by up to {worst:.3g} "
-                f"(allowed {atol:g} + {rtol:g} * |value|), batch {want.shape[0]}"
-            )
-
-
-def verify_onnx(
-    module: nn.Module,
-    path: str | Path,
-    image_size: int,
-    batch_sizes: Sequence[int] = CHECK_BATCH_SIZES,
-    seed: int = 0,
-) -> None:
-    """Run the ONNX file and `module` on the same random inputs at each batch size; raise
-    `ExportCheckError` if onnxruntime does not reproduce PyTorch."""
-    session = ort_session(path)
-    names = [o.name for o in session.get_outputs()]
-    generator = torch.Generator().manual_seed(seed)
-    for batch in batch_sizes:
-        x = torch.randn(batch, 3, image_size, image_size, generator=generator)
-        with torch.no_grad():
-            out = module(x)
-        outputs = out if isinstance(out, tuple) else (out,)
-        expected = {n: t.numpy() for n, t in zip(names, outputs, strict=True)}
-        got = session.run(None, {INPUT_NAME: x.numpy()})
-        check_outputs(expected, dict(zip(names, got, strict=True)))
-
-
-# ---------------------------------------------------------------------------------------------
-# float16
-
-
-@dataclass
-class Fp16Report:
-    """How a float16 graph compares with its float32 original on fixed random inputs."""
-
-    top1_agreement: float  # fraction of inputs with the same arg-max class
-    max_abs_logit_diff: float
-    max_abs_attention_diff: float
-    num_inputs: int
-    provider: str
-
-
-def convert_to_fp16(src: str | Path, dst: str | Path) -> Path:
-    """Float32 ONNX -> float16 ONNX with float32 inputs/outputs and the ops of
-    `FP16_OP_BLOCK_LIST` kept in float32."""
-    import onnx
-    from onnxconverter_common import float16
-
-    model = onnx.load(str(src))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "values truncated to fp16 range" for tiny weights
-        half = float16.convert_float_to_float16(
-            model, keep_io_types=True, op_block_list=FP16_OP_BLOCK_LIST
-        )
-    onnx.save(half, str(dst))
-    return Path(dst)
-
-
-def fp16_agreement(
-    fp32_path: str | Path,
-    fp16_path: str | Path,
-    image_size: int,
-    num_inputs: int = FP16_CHECK_INPUTS,
-    batch_size: int = 20,
-    seed: int = 0,
-) -> Fp16Report:
-    """Top-1 agreement and largest logit difference of the fp16 graph against fp32 on
-    `num_inputs` fixed random inputs (on CUDA if onnxruntime has it, else the CPU)."""
-    import onnxruntime as ort
-
-    providers = ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    reference = ort_session(fp32_path, providers)
-    half = ort_session(fp16_path, providers)
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(num_inputs, 3, image_size, image_size, generator=generator).numpy()
-    ref_logits, ref_attn, half_logits, half_attn = [], [], [], []
-    for start in range(0, num_inputs, batch_size):
-        feed = {INPUT_NAME: x[start : start + batch_size]}
-        logits, attention = reference.run(None, feed)
-        ref_logits.append(logits)
-        ref_attn.append(attention)
-        logits, attention = half.run(None, feed)
-        half_logits.append(logits)
-        half_attn.append(attention)
-    a, b = np.concatenate(ref_logits), np.concatenate(half_logits)
-    if not (np.isfinite(b).all() and np.isfinite(np.concatenate(half_attn)).all()):
-        raise ExportCheckError("the float16 model gives non-finite outputs")
-    return Fp16Report(
-        top1_agreement=float(np.mean(a.argmax(-1) == b.argmax(-1))),
-        max_abs_logit_diff=float(np.max(np.abs(a - b))),
-        max_abs_attention_diff=float(
-            np.max(np.abs(np.concatenate(ref_attn) - np.concatenate(half_attn)))
-        ),
-        num_inputs=num_inputs,
-        provider=half.get_providers()[0],
+    precision: Precision = "fp32"
+    calibration: str | None = option(
+        None,
+        "training data (a folder, fractal, digits, mnist): int8 calibrates on its training "
+        "split; --fp16/--int8 are checked on its held-out split (default: fp16 is checked on "
+        "random inputs)",
     )
+    calibration_images: int = option(256, "training images drawn at random to calibrate on")
+    check_images: int | None = option(500, "held-out images compared with float32 (none: all)")
+    min_agreement: float = option(
+        0.99, "int8: refuse to write below this top-1 agreement with float32"
+    )
+    int8_options: Int8Options = field(default_factory=Int8Options)
 
 
-# ---------------------------------------------------------------------------------------------
-# model directory
+def _random_images(spec: PreprocessConfig, count: int, seed: int = 0) -> np.ndarray:
+    height, width = spec.crop
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((count, 3, height, width), dtype=np.float32)
+
+
+def convert_precision(
+    fp32_path: Path, dst: Path, conversion: Conversion, spec: PreprocessConfig
+) -> AgreementReport:
+    """Write `conversion.precision`'s graph of `fp32_path` to `dst` and compare the two; raises
+    `ExportCheckError` for non-finite outputs, or an int8 graph below `min_agreement`."""
+    from training.data.arrays import check_images
+
+    if conversion.calibration is None:
+        if conversion.precision == "int8":
+            raise ValueError("--int8 needs --calibration DATA: images of the training data")
+        images, targets = _random_images(spec, RANDOM_CHECK_INPUTS), None
+        convert_to_fp16(fp32_path, dst)
+    else:
+        drawn = check_images(
+            conversion.calibration, spec, conversion.calibration_images, conversion.check_images
+        )
+        images, targets = drawn.held_out.images, drawn.held_out.targets
+        if conversion.precision == "int8":
+            quantize_int8(fp32_path, dst, drawn.calibration.images, conversion.int8_options)
+        else:
+            convert_to_fp16(fp32_path, dst)
+    report = compare_graphs(fp32_path, dst, images, targets)
+    log.info("%s vs fp32: %s", conversion.precision, report.describe())
+    if conversion.precision == "int8" and report.top1_agreement < conversion.min_agreement:
+        raise ExportCheckError(
+            f"the int8 model agrees with float32 on {100 * report.top1_agreement:.2f}% of "
+            f"{report.num_images} held-out images, below the {100 * conversion.min_agreement:g}% "
+            "required; nothing written"
+        )
+    return report
 
 
 def _metrics(metrics: dict[str, Any] | None) -> ModelMetrics:
     """Keep the fields config.json knows (top1, top5, dataset); ignore the rest."""
     known = ModelMetrics.model_fields
     return ModelMetrics(**{k: v for k, v in (metrics or {}).items() if k in known})
+
+
+@contextlib.contextmanager
+def _output_dir(out_dir: Path) -> Iterator[Path]:
+    """`out_dir`, created if need be, and removed again if it was created here and a check
+    fails (a refused export leaves nothing behind)."""
+    existed = out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out_dir
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _write_graph(
+    fp32_path: Path, out_dir: Path, conversion: Conversion, spec: PreprocessConfig
+) -> None:
+    """Move the checked float32 graph, or its conversion, to `out_dir/model.onnx`."""
+    final = fp32_path
+    if conversion.precision != "fp32":
+        final = fp32_path.with_name(f"model.{conversion.precision}.onnx")
+        convert_precision(fp32_path, final, conversion, spec)
+    os.replace(final, out_dir / MODEL_FILE)
 
 
 def export_model(
@@ -264,7 +152,7 @@ def export_model(
     labels: Sequence[str] | None = None,
     metrics: dict[str, Any] | None = None,
     source: ModelSource | None = None,
-    fp16: bool = False,
+    conversion: Conversion = Conversion(),
 ) -> Path:
     """Write `model.onnx` and `config.json` for an in-memory model to `out_dir` and check them;
     returns `out_dir`. Labels default to the model's, else the class indices. The caller's model
@@ -280,28 +168,14 @@ def export_model(
     labels = labels or [str(i) for i in range(c.num_classes)]
     if len(labels) != c.num_classes:
         raise ValueError(f"{len(labels)} labels for a model with {c.num_classes} classes")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
+    spec = preprocess_config_for(c.image_size)
     wrapper = ViTWithAttention(model).eval()
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+    with _output_dir(out_dir), tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         fp32_path = Path(tmp) / "model.fp32.onnx"
         export_onnx(wrapper, fp32_path, c.image_size)
         verify_onnx(wrapper, fp32_path, c.image_size)
         log.info("ONNX matches PyTorch at batch sizes %s", ", ".join(map(str, CHECK_BATCH_SIZES)))
-        final = fp32_path
-        if fp16:
-            final = convert_to_fp16(fp32_path, Path(tmp) / "model.fp16.onnx")
-            report = fp16_agreement(fp32_path, final, c.image_size)
-            log.info(
-                "fp16 vs fp32 on %d fixed inputs (%s): top-1 agreement %.1f%%, "
-                "max |logit diff| %.3g, max |attention diff| %.3g",
-                report.num_inputs,
-                report.provider,
-                100 * report.top1_agreement,
-                report.max_abs_logit_diff,
-                report.max_abs_attention_diff,
-            )
-        os.replace(final, out_dir / MODEL_FILE)
+        _write_graph(fp32_path, out_dir, conversion, spec)
 
     config = ModelConfig(
         name=name or out_dir.resolve().name,
@@ -311,12 +185,33 @@ def export_model(
         image_size=(c.image_size, c.image_size),
         patch_size=c.patch_size,
         grid=c.grid_size,
-        preprocess=preprocess_config_for(c.image_size),
+        preprocess=spec,
         metrics=_metrics(metrics),
         source=source or ModelSource(),
-        precision="fp16" if fp16 else "fp32",
+        precision=conversion.precision,
     )
     write_model_config(out_dir, config)
+    log.info("wrote %s", out_dir)
+    return out_dir
+
+
+def convert_model_dir(
+    src_dir: str | Path, out_dir: str | Path, conversion: Conversion, name: str | None = None
+) -> Path:
+    """An exported float32 model directory -> the same model at `conversion.precision` in
+    `out_dir` (config.json copied, its precision and, if given, its name changed)."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    config = read_model_config(src_dir)
+    if config.precision != "fp32":
+        raise ValueError(f"{src_dir} holds a {config.precision} model; convert from fp32")
+    with _output_dir(out_dir), tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        fp32_path = Path(tmp) / "model.fp32.onnx"
+        fp32_path.write_bytes((src_dir / MODEL_FILE).read_bytes())
+        _write_graph(fp32_path, out_dir, conversion, config.preprocess)
+    changes: dict[str, Any] = {"precision": conversion.precision}
+    if name is not None:
+        changes["name"] = name
+    write_model_config(out_dir, config.model_copy(update=changes))
     log.info("wrote %s", out_dir)
     return out_dir
 
@@ -346,10 +241,10 @@ def export_checkpoint(
     arch: str | None = None,
     labels: list[str] | None = None,
     image_size: int | None = None,
-    fp16: bool = False,
     name: str | None = None,
     version: str = "1",
     metrics: dict[str, Any] | None = None,
+    conversion: Conversion = Conversion(),
 ) -> Path:
     """Export any checkpoint model/ loads (ours, timm, Hugging Face, .npz) to a checked model
     directory; returns `out_dir`. `labels` default to the checkpoint's, else the class indices;
@@ -365,22 +260,26 @@ def export_checkpoint(
         labels=labels if labels is not None else (loaded.labels or None),
         metrics=metrics,
         source=ModelSource(checkpoint=str(checkpoint), format=loaded.format),
-        fp16=fp16,
+        conversion=conversion,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The `export` subcommand's arguments."""
-    parser.description = "Export a checkpoint to a model directory (model.onnx + config.json)."
-    parser.add_argument(
+    parser.description = (
+        "Export a checkpoint to a model directory (model.onnx + config.json), or convert an "
+        "exported float32 model directory to float16 or int8."
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--checkpoint",
-        required=True,
         metavar="PATH",
         help="our checkpoint, a timm file, a Hugging Face directory or a .npz (detected)",
+    )
+    source.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="an exported float32 model directory to convert (with --fp16 or --int8)",
     )
     parser.add_argument(
         "--out", required=True, metavar="MODEL_DIR", help="model directory to write"
@@ -399,29 +298,57 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="input side in pixels (default: the checkpoint's; else positions are resampled)",
     )
-    parser.add_argument(
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
         "--fp16", action="store_true", help="float16 weights and activations, for GPU serving"
+    )
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantization for CPU serving (needs --calibration)",
+    )
+    add_dataclass_options(
+        parser.add_argument_group("precision checks"),
+        Conversion,
+        Conversion(),
+        skip=("precision", "int8_options"),
     )
     parser.add_argument("--name", help="model name in config.json (default: the --out folder)")
     parser.add_argument("--version", default="1", help="model version in config.json")
 
 
+def _conversion(args: argparse.Namespace) -> Conversion:
+    precision: Precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    conversion = Conversion(precision=precision, **given_values(args, Conversion))
+    if not 0.0 <= conversion.min_agreement <= 1.0:
+        raise ValueError(f"--min-agreement must be in [0, 1], not {conversion.min_agreement}")
+    if precision == "int8" and conversion.calibration is None:
+        raise ValueError("--int8 needs --calibration DATA: images of the training data")
+    return conversion
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the export for parsed arguments; 0 on success, 1 if the self-check fails, 2 if the
-    checkpoint or the labels cannot be used."""
+    """Run the export for parsed arguments; 0 on success, 1 if a check fails (nothing written),
+    2 if the input cannot be used."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
-        export_checkpoint(
-            args.checkpoint,
-            args.out,
-            arch=args.arch,
-            labels=read_labels(args.labels) if args.labels else None,
-            image_size=args.image_size,
-            fp16=args.fp16,
-            name=args.name,
-            version=args.version,
-        )
+        conversion = _conversion(args)
+        if args.model_dir is not None:
+            if conversion.precision == "fp32":
+                raise ValueError("--model-dir converts a model: give --fp16 or --int8")
+            convert_model_dir(args.model_dir, args.out, conversion, name=args.name)
+        else:
+            export_checkpoint(
+                args.checkpoint,
+                args.out,
+                arch=args.arch,
+                labels=read_labels(args.labels) if args.labels else None,
+                image_size=args.image_size,
+                name=args.name,
+                version=args.version,
+                conversion=conversion,
+            )
     except ExportCheckError as error:
         log.error("export check failed: %s", error)
         return 1
@@ -429,14 +356,3 @@ def run(args: argparse.Namespace) -> int:
         log.error("export failed: %s", error)
         return 2
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m training.export ...`."""
-    parser = argparse.ArgumentParser(prog="python -m training.export")
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,6 +3,10 @@
 Resuming is exact: the data order and each image's augmentation are functions of (seed, epoch,
 index), the random stream is reseeded from (seed, step, rank) every step, and `last.pt` holds
 the optimizer, the step and the epoch's running sums, saved every `checkpoint_every` steps.
+
+Speed switches (autocast, compile, fused AdamW, TF32, activation checkpointing) come from
+`training.fast_path.decide`. Each optimizer step reads its loss back once, after the optimizer
+step is queued: one device sync per step, which also makes the data-wait measurement honest.
 """
 
 from __future__ import annotations
@@ -27,15 +31,25 @@ from model.vit import VisionTransformer
 from training.augment import TrainTransform, mixup
 from training.config import TrainConfig
 from training.data.base import SplitData
-from training.data.loader import EpochSampler, EvalImages, TrainImages, eval_loader, train_loader
+from training.data.loader import (
+    DeviceBatches,
+    EpochSampler,
+    EvalImages,
+    TrainImages,
+    default_workers,
+    eval_loader,
+    train_loader,
+)
 from training.data.sources import load_source
 from training.distributed import World, init_world, reduce_sums, replicas_agree
 from training.evaluate import evaluate_model
-from training.metrics import soft_cross_entropy, topk_hits
+from training.fast_path import apply_backend, compiled, decide
+from training.metrics import soft_cross_entropy, topk_correct
 from training.model_init import fresh_model, load_pretrained, variant_config, with_fresh_head
 from training.plots import plot_curves
 from training.preprocessing import preprocess_config_for
 from training.schedule import lr_at
+from training.throughput import EpochTiming, TimedBatches
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +93,11 @@ def plan_batches(num_train: int, config: TrainConfig, world: World) -> BatchPlan
     return BatchPlan(micro, config.accum_steps, steps, warmup, total)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """No weight decay on biases, norms, class token and position embeddings."""
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, fused: bool = False
+) -> torch.optim.Optimizer:
+    """No weight decay on biases, norms, class token and position embeddings. `fused`: AdamW's
+    update as one kernel over all parameters (CUDA)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
@@ -92,7 +109,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999), fused=fused)
 
 
 def _resumed_config(config: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
@@ -140,18 +157,25 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
     if config.resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         config = _resumed_config(config, state["train_config"])
+    fast = decide(config, world.device)
+    apply_backend(fast)
     model, data = _build(config, state)
+    model.set_grad_checkpointing(fast.grad_checkpointing)
     model.to(world.device)
     num_classes = len(data.labels)
     plan = plan_batches(len(data.train), config, world)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, fused=fast.fused_adamw)
     ddp = None
     if world.distributed:
         ddp = DistributedDataParallel(
             model, device_ids=[world.device.index] if world.device.type == "cuda" else None
         )
-    net: nn.Module = ddp if ddp is not None else model
-    autocast = config.amp and world.device.type == "cuda"
+    # Compiling the DDP wrapper (not the bare model) lets the compiler split the graph at
+    # DDP's gradient buckets, so all-reduce still overlaps backward.
+    net = compiled(ddp if ddp is not None else model, fast)
+    workers = default_workers(world.local_world_size) if config.workers is None else config.workers
+    if world.is_main:
+        log.info("fast path on %s: %s; %d loader workers", world.device, fast, workers)
 
     spec = preprocess_config_for(model.config.image_size)
     aug = data.augmentation
@@ -163,7 +187,7 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
     )
     train_set = TrainImages(data.train, transform)
     val_batches = eval_loader(
-        EvalImages(data.val, spec), plan.micro_batch, config.workers, world.rank, world.world_size
+        EvalImages(data.val, spec), plan.micro_batch, workers, world.rank, world.world_size
     )
 
     step, epoch_start, step_in_epoch, best_acc1 = 0, 0, 0, -1.0
@@ -212,9 +236,10 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             world.world_size,
             start=step_in_epoch * plan.rank_step_images,
         )
-        batches = iter(
-            train_loader(
-                train_set, sampler, plan.micro_batch, config.workers, world.device.type == "cuda"
+        batches = TimedBatches(
+            DeviceBatches(
+                train_loader(train_set, sampler, plan.micro_batch, workers, fast.pin_memory),
+                world.device,
             )
         )
         sums = resumed_sums if world.is_main else [0.0, 0.0, 0.0]
@@ -234,36 +259,37 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
                 group["lr"] = lr
             step_seed = hash((config.seed, step, world.rank)) & ((1 << 63) - 1)
             torch.manual_seed(step_seed)  # dropout, drop-path: the same after a resume
+            step_sums = torch.zeros(3, dtype=torch.float64, device=world.device)
             for micro in range(config.accum_steps):
                 images, targets = next(batches)
-                images = images.to(world.device, non_blocking=True)
-                targets = targets.to(world.device, non_blocking=True)
                 inputs, soft = images, None
                 if config.mixup_alpha > 0:
                     inputs, soft = mixup(
                         images, targets, num_classes, config.mixup_alpha, step_seed + micro
                     )
+                # Under DDP, gradients are all-reduced once per optimizer step: on the last
+                # micro-batch; the others only accumulate locally.
                 accumulating = ddp is not None and micro < config.accum_steps - 1
-                with (
-                    ddp.no_sync() if accumulating else contextlib.nullcontext(),  # type: ignore[union-attr]
-                    torch.autocast(world.device.type, torch.bfloat16, enabled=autocast),
-                ):
-                    logits = net(inputs).float()
-                    if soft is not None:
-                        loss = soft_cross_entropy(logits, soft)
-                    else:
-                        loss = F.cross_entropy(
-                            logits, targets, label_smoothing=config.label_smoothing
-                        )
+                with ddp.no_sync() if accumulating else contextlib.nullcontext():  # type: ignore[union-attr]
+                    with torch.autocast(world.device.type, torch.bfloat16, enabled=fast.autocast):
+                        logits = net(inputs).float()
+                        if soft is not None:
+                            loss = soft_cross_entropy(logits, soft)
+                        else:
+                            loss = F.cross_entropy(
+                                logits, targets, label_smoothing=config.label_smoothing
+                            )
                     (loss / config.accum_steps).backward()
-                sums[0] += loss.item() * len(targets)
-                sums[1] += topk_hits(logits.detach(), targets, 1)
-                sums[2] += len(targets)
+                step_sums[0] += loss.detach().double() * len(targets)
+                step_sums[1] += topk_correct(logits.detach(), targets, 1)
+                step_sums[2] += len(targets)
                 seen += len(targets)
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            for i, value in enumerate(step_sums.tolist()):  # the step's one device sync
+                sums[i] += value
             step += 1
             step_in_epoch += 1
             rate = seen * world.world_size / (time.perf_counter() - started)
@@ -282,8 +308,10 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
                     log.info("saved %s at epoch %d, step %d", last_path, epoch + 1, step)
         bar.close()
         elapsed = time.perf_counter() - started
-        train_loss, train_hits, train_count = reduce_sums(sums, world)
-        val = evaluate_model(net, val_batches, num_classes, world, autocast)
+        train_loss, train_hits, train_count, waited = reduce_sums([*sums, batches.waited], world)
+        timing = EpochTiming(elapsed, waited / world.world_size, seen * world.world_size)
+        # Eager model, no DDP: evaluation needs no gradients, and no second compiled graph.
+        val = evaluate_model(model, val_batches, num_classes, world, fast.autocast)
         line = {
             "epoch": epoch + 1,
             "step": step,
@@ -293,8 +321,7 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             "val_acc1": val.acc1,
             "val_acc5": val.acc5,
             "lr": lr,
-            "images_per_s": seen * world.world_size / elapsed,
-            "seconds": elapsed,
+            **timing.fields(),
             "world_size": world.world_size,
         }
         history.append(line)
@@ -309,8 +336,7 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
             save(last_path, epoch + 1, [0.0, 0.0, 0.0], metrics)
             plot_curves(history, out / "curves.png")
             log.info(
-                "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc1 %.4f acc5 %.4f | "
-                "%.0f images/s",
+                "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc1 %.4f acc5 %.4f | %s",
                 epoch + 1,
                 config.epochs,
                 line["train_loss"],
@@ -318,7 +344,7 @@ def train(config: TrainConfig, world: World | None = None) -> Path:
                 val.loss,
                 val.acc1,
                 val.acc5,
-                line["images_per_s"],
+                timing.line(),
             )
     agree = replicas_agree(model, world)
     if world.distributed:

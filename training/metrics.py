@@ -7,11 +7,17 @@ import torch
 from torch import Tensor
 
 
-def topk_hits(logits: Tensor, targets: Tensor, k: int) -> int:
-    """How many targets are among the k highest logits (k capped at the number of classes)."""
+def topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
+    """How many targets are among the k highest logits (k capped at the number of classes), as
+    a tensor on the logits' device: reading it is left to the caller (a device sync)."""
     k = min(k, logits.shape[-1])
     top = logits.topk(k, dim=-1).indices
-    return int((top == targets[:, None]).any(dim=-1).sum())
+    return (top == targets[:, None]).any(dim=-1).sum()
+
+
+def topk_hits(logits: Tensor, targets: Tensor, k: int) -> int:
+    """`topk_correct` as a Python int."""
+    return int(topk_correct(logits, targets, k))
 
 
 def confusion_matrix(predictions: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:

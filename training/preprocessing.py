@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from app.model_config import Interpolation, PreprocessConfig
-
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
-INTERPOLATION: Interpolation = "bicubic"
+from app.model_config import DEFAULT_INTERPOLATION, DEFAULT_MEAN, DEFAULT_STD, PreprocessConfig
 
 
 def preprocess_config_for(image_size: int, crop_fraction: float = 1.0) -> PreprocessConfig:
@@ -17,7 +13,7 @@ def preprocess_config_for(image_size: int, crop_fraction: float = 1.0) -> Prepro
     return PreprocessConfig(
         resize=round(image_size / crop_fraction),
         crop=(image_size, image_size),
-        interpolation=INTERPOLATION,
-        mean=MEAN,
-        std=STD,
+        interpolation=DEFAULT_INTERPOLATION,
+        mean=DEFAULT_MEAN,
+        std=DEFAULT_STD,
     )

@@ -1,5 +1,5 @@
-"""What handlers get injected: the settings, the metrics, the request-bytes budget, the
-classifier once it is ready."""
+"""What handlers get injected: the settings, the metrics, the request-bytes budget, the model
+repository."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 
 from app.buffers import BufferBudget
 from app.errors import NotReady
-from app.inference import Classifier
 from app.metrics import Metrics
+from app.repository import ModelRepository
 from app.settings import Settings
 
 
@@ -26,23 +26,15 @@ def buffers(request: Request) -> BufferBudget:
     return request.app.state.buffers
 
 
-def loaded_classifier(request: Request) -> Classifier:
-    """The classifier, ready or not (for metadata)."""
-    classifier: Classifier | None = request.app.state.classifier
-    if classifier is None:
-        raise NotReady("the model is not loaded")
-    return classifier
-
-
-def ready_classifier(classifier: Annotated[Classifier, Depends(loaded_classifier)]) -> Classifier:
-    """The classifier, or 503 not_ready until it has warmed up."""
-    if not classifier.ready:
-        raise NotReady()
-    return classifier
+def repository(request: Request) -> ModelRepository:
+    """The repository once it is open (503 not_ready before)."""
+    repository: ModelRepository | None = request.app.state.repository
+    if repository is None:
+        raise NotReady("the models are not loaded")
+    return repository
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
 BuffersDep = Annotated[BufferBudget, Depends(buffers)]
-LoadedClassifierDep = Annotated[Classifier, Depends(loaded_classifier)]
-ClassifierDep = Annotated[Classifier, Depends(ready_classifier)]
+RepositoryDep = Annotated[ModelRepository, Depends(repository)]

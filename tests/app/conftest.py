@@ -1,9 +1,13 @@
 """Fixtures for the service: real `python -m app` processes on free loopback ports, serving
-the tiny model the tests export (`tiny_model_dir`), driven with httpx."""
+the tiny model the tests export (`tiny_model_dir`), driven with httpx; and real Prometheus
+processes scraping them."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +46,7 @@ class Server:
             VITSERVE_MODEL_DIR=str(model_dir),
             VITSERVE_HOST="127.0.0.1",
             VITSERVE_PORT=str(self.port),
+            VITSERVE_GRPC_PORT="0",
             VITSERVE_PROVIDERS="cpu",
             VITSERVE_INTRA_OP_THREADS="1",
             VITSERVE_PREPROCESS_THREADS="2",
@@ -77,12 +83,10 @@ class Server:
         pytest.fail(f"server not answering {path} after {timeout} s:\n{self.log()}")
 
     def metric(self, name: str, labels: str = "") -> float:
-        """One sample of /metrics, e.g. metric("vitserve_batch_size_count")."""
-        wanted = f"{name}{{{labels}}}" if labels else name
-        for line in self.client.get("/metrics").text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise KeyError(wanted)
+        """The sum of the samples of `name` whose labels include `labels`, e.g.
+        metric("vitserve_batch_size_count") or metric("vitserve_requests_total",
+        'route="/classify",status="200"'); KeyError if there is none."""
+        return metric_sum(self.client.get("/metrics").text, name, labels)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -95,6 +99,100 @@ class Server:
         self.client.close()
         self._log.close()
         return code
+
+
+def binary(name: str) -> str:
+    """A binary of Debian's prometheus package; fails the test when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: apt-get install -y prometheus", pytrace=False)
+    return path
+
+
+class Prometheus:
+    """A real Prometheus (Debian's package, which .ci/run installs) scraping the given ports on
+    127.0.0.1 every second as job `vitserve`, evaluating `rule_files` every second; its HTTP API
+    at hand. A missing binary fails the test: no skip."""
+
+    def __init__(self, workdir: Path, targets: list[int], rule_files: tuple[Path, ...] = ()):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        rules = "".join(f"  - {path}\n" for path in rule_files)
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + "scrape_configs:\n"
+            "  - job_name: vitserve\n"
+            f"    static_configs:\n      - targets: {[f'127.0.0.1:{port}' for port in targets]}\n"
+        )
+        self.log_path = workdir / "prometheus.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                binary("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=self._log,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def api(self, path: str, **params: str) -> Any:
+        """The `data` of a successful /api/v1 answer; fails the test with the error otherwise."""
+        answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The series an instant query returns now."""
+        data = self.api("query", query=expr)
+        return data["result"] if data["resultType"] == "vector" else [data["result"]]
+
+    def wait_for(self, expr: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The series of `expr` once it returns any (Prometheus starting up, scrapes pending)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, f"no series for {expr}\n{self.log()}"
+            try:
+                result = self.query(expr)
+            except (httpx.TransportError, json.JSONDecodeError):  # still starting up
+                result = []
+            if result:
+                return result
+            time.sleep(0.5)
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum the samples of `name` in Prometheus text whose labels include `labels`."""
+    wanted = set(re.findall(r'\w+="[^"]*"', labels))
+    total, found = 0.0, False
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        if wanted <= set(re.findall(r'\w+="[^"]*"', match.group(2) or "")):
+            total, found = total + float(match.group(3)), True
+    if not found:
+        raise KeyError(f"{name}{{{labels}}}")
+    return total
 
 
 StartServer = Callable[..., Server]
@@ -138,3 +236,47 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     server.wait()
     yield server
     server.stop()
+
+
+StartPrometheus = Callable[..., Prometheus]
+
+
+@pytest.fixture(scope="module")
+def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartPrometheus]:
+    """Start Prometheus processes: `start_prometheus([server.port], rule_files=(...))`; every
+    one is stopped at the end of the module."""
+    started: list[Prometheus] = []
+
+    def start(targets: list[int], rule_files: tuple[Path, ...] = ()) -> Prometheus:
+        workdir = tmp_path_factory.mktemp("prometheus")
+        started.append(Prometheus(workdir, targets, rule_files))
+        return started[-1]
+
+    yield start
+    for prometheus in started:
+        prometheus.stop()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The path of `promtool` (Debian's prometheus package)."""
+    return binary("promtool")
+
+
+def make_repository(root: Path, models: dict[str, dict[int, Path]]) -> Path:
+    """A model repository at `root`: `root/<name>/<version>/` copied from model directories."""
+    for name, versions in models.items():
+        for version, source in versions.items():
+            shutil.copytree(source, root / name / str(version))
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_repository(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, other_model_dir: Path
+) -> Path:
+    """Two models: vit-tiny-test (version 1) and vit-other (version 1); read-only."""
+    return make_repository(
+        tmp_path_factory.mktemp("repository"),
+        {"vit-tiny-test": {1: tiny_model_dir}, "vit-other": {1: other_model_dir}},
+    )

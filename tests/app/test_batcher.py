@@ -44,8 +44,8 @@ def make(predict: FakePredictor, **settings: float) -> Batcher:
 
 
 def submit(batcher: Batcher, value: float) -> asyncio.Future:
-    batcher.reserve(1)
-    return batcher.submit(np.full(2, value, dtype=np.float32))
+    with batcher.reserve(1) as permit:
+        return permit.submit(np.full(2, value, dtype=np.float32))
 
 
 def test_calls_wait_until_the_batch_is_full() -> None:
@@ -127,8 +127,10 @@ def test_admission_is_bounded() -> None:
         predict.release.set()
         await asyncio.wait_for(asyncio.gather(*running, *queued), 2)
         assert batcher.depth == 0 and predict.batches == [2, 2, 2]
-        batcher.reserve(4)
-        batcher.release(4)
+        with batcher.reserve(4) as permit:
+            assert batcher.depth == 4
+            permit.submit(np.zeros(2, dtype=np.float32))
+        assert batcher.depth == 1  # the three places not spent are given back on exit
         await batcher.stop()
 
     asyncio.run(scenario())

@@ -6,13 +6,8 @@ binary fails the test.
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import time
-from pathlib import Path
 
-import httpx
 from imagefiles import encode, photo
 
 NAMES = [
@@ -26,19 +21,9 @@ NAMES = [
     "vitserve_queue_depth",
     "vitserve_rejected_total",
     "vitserve_model_info",
+    "vitserve_model_ready",
+    "vitserve_queue_capacity",
 ]
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is not installed: apt-get install -y prometheus"
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def exercise(server) -> None:
@@ -61,6 +46,8 @@ def test_metric_names_and_labels(server) -> None:
         "vitserve_rejected_total": "counter",
         "vitserve_queue_depth": "gauge",
         "vitserve_model_info": "gauge",
+        "vitserve_model_ready": "gauge",
+        "vitserve_queue_capacity": "gauge",
     }
     for name in NAMES:
         family = name.removesuffix("_total")
@@ -75,6 +62,9 @@ def test_metric_names_and_labels(server) -> None:
     assert server.metric("vitserve_requests_total", 'route="unmatched",status="404"') >= 1
     assert server.metric("vitserve_rejected_total", 'reason="invalid"') >= 1
     assert server.metric("vitserve_batch_size_bucket", 'le="32.0"') >= 1
+    assert server.metric("vitserve_model_ready", 'model="vit-tiny-test",version="1"') == 1
+    capacity = server.metric("vitserve_queue_capacity", 'model="vit-tiny-test",version="1"')
+    assert capacity == 256  # VITSERVE_MAX_QUEUE's default
     assert (
         server.metric(
             "vitserve_model_info",
@@ -84,58 +74,20 @@ def test_metric_names_and_labels(server) -> None:
     )
 
 
-def test_promtool_accepts_the_metrics(server) -> None:
+def test_promtool_accepts_the_metrics(server, promtool: str) -> None:
     exercise(server)
     text = server.client.get("/metrics").text
     check = subprocess.run(
-        [binary("promtool"), "check", "metrics"], input=text, capture_output=True, text=True
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.strip() == "" and check.stderr.strip() == "", check.stdout + check.stderr
 
 
-def test_prometheus_scrapes_the_service(server, tmp_path: Path) -> None:
+def test_prometheus_scrapes_the_service(server, start_prometheus) -> None:
     exercise(server)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n"
-        "  - job_name: vitserve\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    prometheus = subprocess.Popen(
-        [
-            binary("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        result: list[dict] = []
-        while not result:
-            assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()
-            time.sleep(0.5)
-            try:
-                answer = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/query",
-                    params={"query": 'vitserve_requests_total{route="/classify"}'},
-                    timeout=5,
-                ).json()
-            except httpx.TransportError:
-                continue
-            assert answer["status"] == "success", answer
-            result = answer["data"]["result"]
-        statuses = {sample["metric"]["status"] for sample in result}
-        assert {"200", "400"} <= statuses
-        assert all(sample["metric"]["job"] == "vitserve" for sample in result)
-    finally:
-        prometheus.terminate()
-        prometheus.wait(timeout=30)
-        log.close()
+    prometheus = start_prometheus([server.port])
+    result = prometheus.wait_for('vitserve_requests_total{route="/classify"}')
+    statuses = {sample["metric"]["status"] for sample in result}
+    assert {"200", "400"} <= statuses
+    assert all(sample["metric"]["job"] == "vitserve" for sample in result)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 
-from app.providers import CPU, CUDA, TENSORRT, ProviderError, requested_providers
+from app.providers import CPU, CUDA, TENSORRT, ProviderError, gpu_visible, requested_providers
 
 GPU = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -22,6 +23,29 @@ def test_requested_providers() -> None:
     assert requested_providers("tensorrt", everything) == ([TENSORRT, CUDA, CPU], TENSORRT)
     with pytest.raises(ProviderError, match="only offers CPUExecutionProvider"):
         requested_providers("cuda", [CPU])
+    # No GPU visible: auto asks for the CPU alone; named GPU providers are still asked for.
+    assert requested_providers("auto", everything, gpu=False) == ([CPU], None)
+    assert requested_providers("cuda", everything, gpu=False) == ([CUDA, CPU], CUDA)
+
+
+def test_gpu_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    dev, driver = tmp_path / "dev", tmp_path / "gpus"
+    dev.mkdir()
+    (dev / "nvidiactl").touch()  # the control node alone is no GPU
+    assert not gpu_visible(dev, driver)
+    (dev / "nvidia0").touch()
+    assert gpu_visible(dev, driver)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not gpu_visible(dev, driver)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    (dev / "nvidia0").unlink()
+    (driver / "0000:01:00.0").mkdir(parents=True)
+    assert gpu_visible(dev, driver)
+    (driver / "0000:01:00.0").rmdir()
+    assert not gpu_visible(dev, driver)
+    (dev / "dxg").touch()  # WSL2
+    assert gpu_visible(dev, driver)
 
 
 def gpu_present() -> bool:
@@ -50,6 +74,10 @@ def test_auto_falls_back_and_reports_what_it_runs_on(start_server) -> None:
     server = start_server(providers="auto")
     (card,) = server.client.get("/v1/models").json()["models"]
     assert card["providers"][-1] == CPU
+    if not gpu_visible():  # onnxruntime's red "Failed to load ... CUDA" is not printed
+        log = server.log()
+        assert card["providers"] == [CPU]
+        assert "CUDA" not in log and "[E:onnxruntime" not in log, log
     info = [
         line
         for line in server.client.get("/metrics").text.splitlines()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 
 import numpy as np
@@ -12,9 +10,10 @@ from imagefiles import encode, photo, png_bomb
 from PIL import Image
 from pydantic import ValidationError
 
+from app import settings as settings_module
 from app.errors import EmptyImage, ImageTooLarge, InvalidImage
-from app.images import DecodeLimits, decode_image
-from app.postprocess import heatmap_png, scale_attention, softmax, top_k
+from app.images import DecodeLimits, decode_image, follow_pixel_limit
+from app.postprocess import scale_attention, softmax, top_k
 from app.preprocess import to_8bit
 from app.settings import Settings
 
@@ -44,6 +43,79 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VITSERVE_MAX_QUEUE", "4")
     with pytest.raises(ValidationError, match="at least one full batch"):
         Settings()
+
+
+def test_input_limit_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("VITSERVE_"):
+            monkeypatch.delenv(name)
+    s = Settings()
+    assert s.image_formats == ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+    assert (s.max_header_bytes, s.header_timeout_s, s.max_connections) == (65536, 10, 1024)
+    assert s.body_read_timeout_s == 30.0  # 10 s + 20 MiB at 1 MiB/s
+    assert s.buffered_bytes_limit == 4 * s.max_upload_bytes
+    # 32 concurrent ~600 KB requests (the model repository's load) fit the default budget
+    assert s.buffered_bytes_limit >= 32 * 600_000
+    monkeypatch.setenv("VITSERVE_IMAGE_FORMATS", " png, tiff ")
+    assert Settings().image_formats == ("PNG", "TIFF")
+    monkeypatch.setenv("VITSERVE_IMAGE_FORMATS", "PNG,EPS")
+    with pytest.raises(ValidationError, match="EPS not among"):
+        Settings()
+    monkeypatch.delenv("VITSERVE_IMAGE_FORMATS")
+    monkeypatch.setenv("VITSERVE_MAX_IMAGE_PIXELS", str(2**31))  # more than the decoder honours
+    with pytest.raises(ValidationError, match="max_image_pixels"):
+        Settings()
+    monkeypatch.delenv("VITSERVE_MAX_IMAGE_PIXELS")
+    monkeypatch.setenv("VITSERVE_MAX_BUFFERED_BYTES", "1000")
+    with pytest.raises(ValidationError, match="must hold at least one upload"):
+        Settings()
+
+
+def test_pillow_limit_follows_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
+    follow_pixel_limit(1234)
+    assert Image.MAX_IMAGE_PIXELS == 1234
+    with pytest.raises(ImageTooLarge, match="limit 1234"):  # the 413 quotes our number
+        decode_image(png_bomb(100, 100), DecodeLimits(1234))
+
+
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("INFO", "Debug", " warning "):
+        monkeypatch.setenv("VITSERVE_LOG_LEVEL", value)
+        assert Settings().log_level == value.strip().lower()
+    monkeypatch.setenv("VITSERVE_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_max_wait_must_be_shorter_than_the_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_REQUEST_TIMEOUT_S", "2")
+    monkeypatch.setenv("VITSERVE_MAX_WAIT_MS", "1999")
+    assert Settings().max_wait_ms == 1999
+    monkeypatch.setenv("VITSERVE_MAX_WAIT_MS", "2000")
+    with pytest.raises(ValidationError, match="must be shorter than request_timeout_s"):
+        Settings()
+
+
+def test_api_keys_are_read_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITSERVE_API_KEYS", "sekrit-one,sekrit-two")
+    settings = Settings()
+    assert settings.api_key_set == {"sekrit-one", "sekrit-two"}
+    assert "sekrit" not in repr(settings) and "sekrit" not in str(settings.model_dump())
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "1")  # any invalid setting: the error hides inputs
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "sekrit" not in str(caught.value)
+    monkeypatch.setenv("VITSERVE_MAX_QUEUE", "256")
+    monkeypatch.setenv("VITSERVE_API_KEYS", "/no/such/file")
+    with pytest.raises(ValidationError, match="cannot be read"):
+        Settings()
+
+
+def test_thread_counts_follow_available_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "available_cores", lambda: 4)
+    s = Settings(inference_workers=2)
+    assert (s.onnx_threads, s.decode_threads) == (2, 4)
 
 
 def test_decode_limits_and_modes() -> None:
@@ -86,10 +158,3 @@ def test_softmax_top_k_and_scaling() -> None:
     grid = scale_attention(np.array([[0.1, 0.4], [0.2, 0.05]], dtype=np.float32))
     assert grid.max() == 1.0 and grid[0, 0] == pytest.approx(0.25)
     assert scale_attention(np.zeros((2, 2))).max() == 0
-
-
-def test_heatmap_png() -> None:
-    crop = photo(32, 32)
-    png = heatmap_png(crop, np.random.default_rng(0).random((4, 4)))
-    heatmap = Image.open(io.BytesIO(base64.b64decode(png)))
-    assert heatmap.format == "PNG" and heatmap.size == (32, 32) and heatmap.mode == "RGB"

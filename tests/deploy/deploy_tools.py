@@ -1,4 +1,5 @@
-"""Tools for the deployment tests: docker compose, hadolint, promtool.
+"""Tools for the deployment tests: docker compose, hadolint, promtool, and the small helpers of
+the stack tests (checked subprocesses, waiting, HTTP, timings).
 
 A missing tool fails its test with the way to install it: these checks never skip silently.
 `.ci/run` installs all of them.
@@ -6,12 +7,19 @@ A missing tool fails its test with the way to install it: these checks never ski
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,9 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = ROOT / "docker"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 CPU_FILE = ROOT / "docker-compose.cpu.yml"
+SCALE_FILE = ROOT / "docker-compose.scale.yml"
 HOST_NETWORK_FILE = DOCKER_DIR / "compose.host-network.yml"
 DOCKERFILES = sorted(DOCKER_DIR.glob("Dockerfile.*"))
 PROMETHEUS_CONFIGS = sorted(DOCKER_DIR.glob("prometheus*.yml"))
+HAPROXY_CONFIG = DOCKER_DIR / "haproxy.cfg"
+TIMINGS: dict[str, float] = {}
+T = TypeVar("T")
 
 
 def venv_tool(name: str) -> str | None:
@@ -124,9 +136,91 @@ COMPOSE_VARIABLES = [
     "VITSERVE_MODEL_DIR",
     "VITSERVE_PROVIDERS",
     "VITSERVE_API_PORT",
+    "VITSERVE_API_BIND",
+    "VITSERVE_API_MEMORY",
+    "VITSERVE_API_KEYS",
+    "VITSERVE_API_GRPC_PORT",
+    "VITSERVE_LB_IMAGE",
+    "VITSERVE_LB_BASE_IMAGE",
     "VITSERVE_TRAIN_PRESET",
     "VITSERVE_TRAIN_RUN",
+    "VITSERVE_GRAFANA_IMAGE",
+    "VITSERVE_GRAFANA_PORT",
+    "VITSERVE_GRAFANA_ADMIN_PASSWORD",
     "COMPOSE_FILE",
     "COMPOSE_PROFILES",
     "COMPOSE_PROJECT_NAME",
 ]
+
+
+def run_checked(
+    command: list[str], *, timeout: float = 900, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Runs `command`; fails the test with its output when it fails."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} failed ({done.returncode}):\n"
+            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return done
+
+
+class timed:
+    """Adds the time spent in a `with` block to TIMINGS[name] (printed by the stack tests)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.start = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        TIMINGS[self.name] = TIMINGS.get(self.name, 0.0) + time.monotonic() - self.start
+
+
+def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 1.0) -> T:
+    """Calls `check` until it returns something truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            last = error
+        else:
+            if result:
+                return result
+            last = result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}", pytrace=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
+    """(status, body) of one request on a new connection; HTTP errors are answers too."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def png(size: int = 64) -> bytes:
+    """A plain red PNG to classify."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 40, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()

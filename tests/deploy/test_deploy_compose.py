@@ -7,14 +7,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 from deploy_tools import (
     COMPOSE_FILE,
     CPU_FILE,
     DOCKER_DIR,
+    HAPROXY_CONFIG,
     HOST_NETWORK_FILE,
     ROOT,
+    SCALE_FILE,
     Compose,
 )
 
@@ -47,10 +48,56 @@ def test_default_stack(compose: Compose) -> None:
     assert api["environment"]["VITSERVE_MODEL_DIR"] == "/models/default"  # the bundled model
     assert mounts(api)["/models"]["source"] == "models"
     assert mounts(api)["/models"]["read_only"] is True
-    assert [(p["published"], p["target"]) for p in api["ports"]] == [("8000", 8000)]
+    # TensorRT engines survive restarts in a volume of their own, writable by the API.
+    assert api["environment"]["VITSERVE_TRT_CACHE_DIR"] == "/cache/tensorrt"
+    assert mounts(api)["/cache/tensorrt"]["source"] == "trt-cache"
+    assert not mounts(api)["/cache/tensorrt"].get("read_only", False)
+    assert [(p["host_ip"], p["published"], p["target"]) for p in api["ports"]] == [
+        ("127.0.0.1", "8000", 8000),
+        ("127.0.0.1", "8001", 8001),  # gRPC
+    ]
     assert [(p["host_ip"], p["published"]) for p in prometheus["ports"]] == [("127.0.0.1", "9090")]
     config_mount = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
     assert Path(config_mount["source"]) == DOCKER_DIR / "prometheus.yml"
+
+
+def seconds(duration: str) -> float:
+    """A compose duration ("45s", "1m30s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)([hms])", duration))
+
+
+def test_api_is_hardened(compose: Compose) -> None:
+    for files in (
+        (COMPOSE_FILE,),
+        (COMPOSE_FILE, CPU_FILE),
+        (COMPOSE_FILE, CPU_FILE, HOST_NETWORK_FILE),
+    ):
+        api = compose.config(*files)["services"]["api"]
+        assert api["read_only"] is True
+        assert [mount.split(":")[0] for mount in api["tmpfs"]] == ["/tmp"]
+        assert api["cap_drop"] == ["ALL"] and not api.get("cap_add")
+        assert "no-new-privileges:true" in api["security_opt"]
+        assert 0 < int(api["mem_limit"]) <= 64 * 2**30
+        assert 0 < api["pids_limit"] <= 4096
+        # Longer than the drain: uvicorn waits VITSERVE_REQUEST_TIMEOUT_S (30) + 5 s.
+        assert seconds(api["stop_grace_period"]) > 35
+        assert not api.get("privileged")
+    prometheus = compose.config(COMPOSE_FILE)["services"]["prometheus"]
+    assert prometheus["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in prometheus["security_opt"]
+
+
+def test_api_can_be_published_on_every_interface(compose: Compose) -> None:
+    api = compose.config(
+        COMPOSE_FILE,
+        VITSERVE_API_BIND="0.0.0.0",
+        VITSERVE_API_PORT="8080",
+        VITSERVE_API_MEMORY="2g",
+    )["services"]["api"]
+    published = [(p["host_ip"], p["published"]) for p in api["ports"]]
+    assert published == [("0.0.0.0", "8080"), ("0.0.0.0", "8001")]  # HTTP, gRPC
+    assert int(api["mem_limit"]) == 2 * 2**30
 
 
 def test_train_profile(compose: Compose) -> None:
@@ -106,7 +153,17 @@ def test_cpu_override_removes_the_gpu(compose: Compose) -> None:
     assert cpu["api"]["environment"]["VITSERVE_PROVIDERS"] == "cpu"
     # Nothing else changes: same images, volumes, ports, health checks.
     for name in ("api", "prometheus", "train"):
-        for key in ("image", "volumes", "ports", "healthcheck", "restart", "command"):
+        for key in (
+            "image",
+            "volumes",
+            "ports",
+            "healthcheck",
+            "restart",
+            "command",
+            "read_only",
+            "cap_drop",
+            "mem_limit",
+        ):
             assert cpu[name].get(key) == default[name].get(key), (name, key)
 
 
@@ -124,21 +181,65 @@ def test_host_network_override(compose: Compose) -> None:
     assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
 
 
-@pytest.mark.parametrize(
-    ("config_name", "target"),
-    [("prometheus.yml", "api:8000"), ("prometheus.host.yml", "127.0.0.1:8000")],
-)
-def test_prometheus_scrapes_the_api(config_name: str, target: str) -> None:
-    """Each Prometheus config scrapes the API's /metrics where its compose file puts the API."""
+def scrape_jobs(config_name: str) -> dict[str, dict]:
     config = yaml.safe_load((DOCKER_DIR / config_name).read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    vitserve = jobs["vitserve"]
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def test_prometheus_finds_every_replica_by_dns() -> None:
+    """On the compose network each API replica is its own target: `api` resolved by DNS (one A
+    record per replica), and the LB's exporter under `lb` when the scale override runs it."""
+    jobs = scrape_jobs("prometheus.yml")
+    for job, name, port in (("vitserve", "api", 8000), ("lb", "lb", 8404)):
+        assert jobs[job].get("metrics_path", "/metrics") == "/metrics"
+        assert "static_configs" not in jobs[job]
+        (lookup,) = jobs[job]["dns_sd_configs"]
+        assert (lookup["names"], lookup["type"], lookup["port"]) == ([name], "A", port)
+    assert "bind :8404" in HAPROXY_CONFIG.read_text()
+
+
+def test_host_network_prometheus_scrapes_loopback() -> None:
+    vitserve = scrape_jobs("prometheus.host.yml")["vitserve"]
     assert vitserve.get("metrics_path", "/metrics") == "/metrics"
-    assert [t for group in vitserve["static_configs"] for t in group["targets"]] == [target]
+    assert [t for group in vitserve["static_configs"] for t in group["targets"]] == [
+        "127.0.0.1:8000"
+    ]
 
 
-def test_configs_differ_only_in_the_target() -> None:
-    main = yaml.safe_load((DOCKER_DIR / "prometheus.yml").read_text())
-    host = yaml.safe_load((DOCKER_DIR / "prometheus.host.yml").read_text())
-    host["scrape_configs"][0]["static_configs"][0]["targets"] = ["api:8000"]
-    assert host == main
+def test_scale_override(compose: Compose) -> None:
+    """With docker-compose.scale.yml the replicas publish nothing (so `--scale api=N` can't
+    collide on a host port) and the LB takes the API's ports, on loopback by default."""
+    services = compose.config(COMPOSE_FILE, CPU_FILE, SCALE_FILE)["services"]
+    assert set(services) == {"api", "prometheus", "lb"}
+    api, lb = services["api"], services["lb"]
+    assert not api.get("ports")
+    assert "container_name" not in api
+    published = [(p["host_ip"], p["published"], p["target"]) for p in lb["ports"]]
+    assert published == [("127.0.0.1", "8000", 8000), ("127.0.0.1", "8001", 8001)]
+    assert lb["build"]["dockerfile"] == "docker/Dockerfile.lb"
+    assert lb["build"]["args"]["BASE_IMAGE"] == dockerfile_default(
+        DOCKER_DIR / "Dockerfile.lb", "BASE_IMAGE"
+    )
+    assert Path(mounts(lb)["/usr/local/etc/haproxy/haproxy.cfg"]["source"]) == HAPROXY_CONFIG
+    assert "8404/healthz" in " ".join(lb["healthcheck"]["test"])
+    assert lb["depends_on"]["api"]["condition"] == "service_started"
+    # Everything else about the API is the stack's own.
+    plain = compose.config(COMPOSE_FILE, CPU_FILE)["services"]["api"]
+    assert {k: v for k, v in api.items() if k != "ports"} == {
+        k: v for k, v in plain.items() if k != "ports"
+    }
+
+
+def test_scale_override_variables(compose: Compose) -> None:
+    services = compose.config(
+        COMPOSE_FILE,
+        SCALE_FILE,
+        VITSERVE_API_PORT="18000",
+        VITSERVE_API_GRPC_PORT="18001",
+        VITSERVE_API_BIND="0.0.0.0",
+        VITSERVE_LB_IMAGE="lb:test",
+    )["services"]
+    lb = services["lb"]
+    assert lb["image"] == "lb:test"
+    published = [(p["host_ip"], p["published"]) for p in lb["ports"]]
+    assert published == [("0.0.0.0", "18000"), ("0.0.0.0", "18001")]

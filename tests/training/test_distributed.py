@@ -1,4 +1,5 @@
-"""Two processes under torchrun (gloo on CPU): one writer, reduced metrics, ranks agree."""
+"""Two processes under torchrun (gloo on CPU): one writer, reduced metrics, ranks agree, with
+gradient accumulation (gradients all-reduced only on the last micro-batch of each step)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_torchrun_two_processes(tmp_path: Path, cli_env: dict[str, str]) -> None:
     out = tmp_path / "ddp"
+    # gloo on CPU even where a GPU is: NCCL refuses two ranks on one device.
+    cli_env["CUDA_VISIBLE_DEVICES"] = ""
     done = subprocess.run(
         [
             sys.executable,
@@ -37,6 +40,8 @@ def test_torchrun_two_processes(tmp_path: Path, cli_env: dict[str, str]) -> None
             "2",
             "--batch-size",
             "64",
+            "--accum-steps",
+            "2",
             "--checkpoint-every",
             "5",
             "--no-progress",
@@ -56,7 +61,7 @@ def test_torchrun_two_processes(tmp_path: Path, cli_env: dict[str, str]) -> None
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]  # one writer: no duplicated lines
     assert all(line["world_size"] == 2 for line in lines)
-    # 1,437 images over 2 ranks: 719 each, 22 steps of 32 per rank and epoch.
+    # 1,437 images over 2 ranks: 719 each, 22 steps of 2 x 16 per rank and epoch.
     assert lines[-1]["step"] == 44
     assert lines[-1]["val_loss"] < lines[0]["val_loss"]
     assert (out / "best.pt").exists() and not list(out.glob(".*.tmp"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,48 +12,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_checks import export_cli, reference, run_onnx
 from onnx import TensorProto
 
 from app.model_config import read_model_config
 from model.load import load_model
-from model.rollout import attention_rollout
 from model.vit import VisionTransformer
 from training import export
-from training.export import (
-    ExportCheckError,
-    check_outputs,
-    export_checkpoint,
-    export_model,
-    ort_session,
-)
+from training.export import export_checkpoint, export_model
+from training.onnx_export import ExportCheckError, check_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def reference(model: VisionTransformer, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch's logits and the class-token rollout by the library's full-matrix definition."""
-    with torch.no_grad():
-        logits, attentions = model.forward_with_attention(x)
-        fused = model(x)
-    torch.testing.assert_close(fused, logits, atol=1e-5, rtol=1e-5)
-    return logits.numpy(), attention_rollout(attentions, model.config.grid_size).numpy()
-
-
-def run_onnx(model_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    session = ort_session(model_dir / "model.onnx")
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {"pixel_values": x}), strict=True))
-
-
-def elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Element type of every named value in a graph (after shape inference)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    graph = inferred.graph
-    types = {t.name: t.data_type for t in graph.initializer}
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        types[value.name] = value.type.tensor_type.elem_type
-    return types
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,19 +109,17 @@ def test_cli_labels_file(tmp_path: Path, tiny_checkpoint: Path) -> None:
     labels = [f"digit {i}" for i in range(10)]
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n\n")
     out = tmp_path / "model"
-    code = export.main(
-        [
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--out",
-            str(out),
-            "--labels",
-            str(tmp_path / "labels.txt"),
-            "--name",
-            "digits",
-            "--version",
-            "3",
-        ]
+    code = export_cli(
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "--labels",
+        str(tmp_path / "labels.txt"),
+        "--name",
+        "digits",
+        "--version",
+        "3",
     )
     assert code == 0
     config = read_model_config(out)
@@ -162,20 +129,31 @@ def test_cli_labels_file(tmp_path: Path, tiny_checkpoint: Path) -> None:
 
 def test_cli_unreadable_checkpoint_fails(tmp_path: Path) -> None:
     out = tmp_path / "model"
-    assert export.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert export_cli("--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)) == 2
     assert not out.exists()
 
 
 def test_cli_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training.export", "--help"],
+        [sys.executable, "-m", "training.run", "export", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--checkpoint", "--out", "--arch", "--labels", "--image-size", "--fp16"):
+    for option in (
+        "--checkpoint",
+        "--model-dir",
+        "--out",
+        "--arch",
+        "--labels",
+        "--image-size",
+        "--fp16",
+        "--int8",
+        "--calibration",
+        "--min-agreement",
+    ):
         assert option in result.stdout
 
 
@@ -209,45 +187,8 @@ def test_failed_check_fails_the_command_and_writes_nothing(
 
     monkeypatch.setattr(export, "verify_onnx", verify_against_another_model)
     out = tmp_path / "model"
-    assert export.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 1
-    assert not (out / "model.onnx").exists() and not (out / "config.json").exists()
-
-
-# ---------------------------------------------------------------------------------------------
-# float16
-
-
-def test_fp16_export(
-    tmp_path: Path,
-    tiny_checkpoint: Path,
-    tiny_model: VisionTransformer,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO, logger="training.export")
-    out = export_checkpoint(tiny_checkpoint, tmp_path / "fp16", fp16=True)
-    assert "top-1 agreement" in caplog.text and "max |logit diff|" in caplog.text
-    assert read_model_config(out).precision == "fp16"
-
-    graph = onnx.load(str(out / "model.onnx"))
-    types = elem_types(graph)
-    for value in [*graph.graph.input, *graph.graph.output]:
-        assert value.type.tensor_type.elem_type == TensorProto.FLOAT, value.name
-    assert any(t.data_type == TensorProto.FLOAT16 for t in graph.graph.initializer)
-    kept = [n for n in graph.graph.node if n.op_type in ("LayerNormalization", "Softmax")]
-    assert kept
-    for node in kept:
-        for name in [*node.input, *node.output]:
-            if name:
-                assert types[name] == TensorProto.FLOAT, (node.op_type, name)
-    matmuls = [n for n in graph.graph.node if n.op_type == "MatMul"]
-    assert any(types[n.output[0]] == TensorProto.FLOAT16 for n in matmuls)
-
-    # Runs on onnxruntime's CPU provider and stays close to float32.
-    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    logits, attention = reference(tiny_model, x)
-    got = run_onnx(out, x.numpy())
-    np.testing.assert_allclose(got["logits"], logits, atol=3e-2, rtol=3e-2)
-    np.testing.assert_allclose(got["attention"], attention, atol=1e-3)
+    assert export_cli("--checkpoint", str(tiny_checkpoint), "--out", str(out)) == 1
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------

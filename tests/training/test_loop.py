@@ -116,8 +116,13 @@ def test_a_short_run_writes_the_run_directory(tmp_path: Path) -> None:
         "val_acc5",
         "lr",
         "images_per_s",
+        "data_wait_s",
+        "compute_s",
+        "data_bound_share",
     }
     assert keys <= lines[0].keys()
+    for line in lines:
+        assert line["data_wait_s"] + line["compute_s"] == pytest.approx(line["seconds"])
     assert all(0.0 <= line[k] <= 1.0 for line in lines for k in ("train_acc1", "val_acc1"))
     assert lines[1]["val_loss"] < lines[0]["val_loss"]
     assert (out / "curves.png").stat().st_size > 0

@@ -52,6 +52,17 @@ def test_smoke_pipeline(
     assert exported.name == "vit-smoke-digits"
     assert (out / "model" / "model.onnx").stat().st_size > 0
 
+    # The trained model in float16 agrees with float32 on the held-out digits (goal: 99.5%).
+    from training.export import Conversion, convert_precision
+
+    fp16 = convert_precision(
+        out / "model" / "model.onnx",
+        tmp_path / "fp16.onnx",
+        Conversion("fp16", calibration="digits", check_images=None),
+        exported.preprocess,
+    )
+    assert fp16.num_images == 359 and fp16.top1_agreement >= 0.995
+
 
 def test_evaluate_command(
     tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]

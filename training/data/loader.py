@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import cast
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from app.cores import available_cores
 from app.model_config import PreprocessConfig
 from training.augment import TrainTransform, eval_transform, sample_seed
 from training.data.base import ImageSet
@@ -66,6 +67,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
             yield index, sample_seed(self.seed, self.epoch, index)
 
 
+def default_workers(local_world_size: int = 1) -> int:
+    """Loader processes per rank: the cores this process may use, shared by the ranks on this
+    node, less one for the rank's own process (which feeds the device)."""
+    return max(0, available_cores() // max(1, local_world_size) - 1)
+
+
 def train_loader(
     dataset: TrainImages, sampler: EpochSampler, micro_batch: int, workers: int, pin: bool
 ) -> DataLoader[tuple[Tensor, int]]:
@@ -80,3 +87,48 @@ def eval_loader(
     """This rank's share of the images (every image exactly once over all ranks)."""
     shard = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
     return DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=False)
+
+
+Batch = tuple[Tensor, Tensor]
+
+
+class DeviceBatches:
+    """(images, targets) on `device`. On CUDA the next batch's copy from pinned memory runs on a
+    side stream while the current step computes, so the step never waits on the copy."""
+
+    def __init__(self, batches: Iterable[Batch], device: torch.device) -> None:
+        self.batches = iter(batches)
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.ahead: Batch | None = None
+        self.started = False
+
+    def _load(self) -> Batch | None:
+        try:
+            images, targets = next(self.batches)
+        except StopIteration:
+            return None
+        if self.stream is None:
+            return images.to(self.device), targets.to(self.device)
+        with torch.cuda.stream(self.stream):
+            return (
+                images.to(self.device, non_blocking=True),
+                targets.to(self.device, non_blocking=True),
+            )
+
+    def __iter__(self) -> DeviceBatches:
+        return self
+
+    def __next__(self) -> Batch:
+        if not self.started:
+            self.ahead, self.started = self._load(), True
+        batch = self.ahead
+        if batch is None:
+            raise StopIteration
+        if self.stream is not None:
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_stream(self.stream)  # the copy is done before the step reads it
+            for tensor in batch:
+                tensor.record_stream(compute)  # its memory is not reused while the step runs
+        self.ahead = self._load()
+        return batch

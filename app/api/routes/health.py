@@ -19,11 +19,12 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorResponse}})
 async def readyz(request: Request) -> Health | JSONResponse:
-    """Ready: the model is loaded and warmed up (503 before, and once the service has failed)."""
+    """Ready: every model version served is loaded and warmed up (503 before, and once the
+    service has failed)."""
     retry = {"Retry-After": "1"}
     if request.app.state.failure.reason is not None:  # the reason is in the log
         return error_response(503, "failed", "the service has failed and is exiting", retry)
-    classifier = request.app.state.classifier
-    if classifier is None or not classifier.ready:
-        return error_response(503, "not_ready", "the model is loading or warming up", retry)
+    repository = request.app.state.repository
+    if repository is None or not repository.ready:
+        return error_response(503, "not_ready", "the models are loading or warming up", retry)
     return Health(status="ready")
