@@ -227,9 +227,14 @@ def test_connection_cap(strict: Server) -> None:
         answer = raw_request(strict, b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
         assert (answer.status, answer.code) == (503, "overloaded")
         assert answer.headers["retry-after"] == "1"
+        firsts = []
         for sock in idle:  # the header timeout frees them
             sock.settimeout(HEADER_TIMEOUT_S + 3)
-            assert sock.recv(100) == b""
+            firsts.append(sock.recv(100))
+        # Closed without an answer; only a socket opened while the test client's own kept-alive
+        # connection still held a slot may have been over the cap, and then got its 503 at once.
+        refused = [first for first in firsts if first.startswith(b"HTTP/1.1 503 ")]
+        assert len(refused) <= 1 and all(first == b"" for first in firsts if first not in refused)
     finally:
         for sock in idle:
             sock.close()
