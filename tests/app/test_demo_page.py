@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from app_processes import make_repository
 from axe_playwright_python.sync_playwright import Axe
-from conftest import make_repository
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 

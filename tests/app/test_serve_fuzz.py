@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 
 if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
-    from conftest import Server, StartServer
+    from app_processes import Server, StartServer
 
 REQUESTS = 1100  # at least 1,000 per run: 2-3 minutes on 2 cores busy with other jobs
 

@@ -17,7 +17,7 @@ from PIL import Image
 from watch import MB, RawAnswer, raw_request, status_kib, watched
 
 if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
-    from conftest import Server, StartServer
+    from app_processes import Server, StartServer
 
 MAX_GROWTH_MB = 300
 HEADER_TIMEOUT_S = 2.0

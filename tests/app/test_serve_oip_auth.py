@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import free_port
+from app_processes import free_port
 from tritonclient.utils import InferenceServerException
 
 KEY = "s3cret-key"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from conftest import free_port
+from app_processes import free_port
 from imagefiles import encode, photo
 from oip_models import OTHER, TINY, pixels, session_logits
 from tritonclient.utils import InferenceServerException

@@ -16,7 +16,7 @@ from imagefiles import bad_files, encode, photo, png_bomb
 from watch import status_kib
 
 if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
-    from conftest import StartServer
+    from app_processes import StartServer
 
 TOTAL = 10_000
 WARM = 1_000

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import make_repository
+from app_processes import make_repository
 from imagefiles import encode, photo
 
 CLIENTS = 16

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import make_repository
+from app_processes import make_repository
 from imagefiles import encode, photo
 from oip_models import OTHER, TINY
 

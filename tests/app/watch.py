@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:  # types only: which file `conftest` names depends on how pytest starts
-    from conftest import Server
+    from app_processes import Server
 
 MB = 1024 * 1024
 
