@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import contours
+from training.data import synthetic_store
 from training.data.contours import ContourConfig, generate_contours
 
 SMALL = ContourConfig(num_classes=4, instances_per_class=5, image_size=32)
@@ -54,7 +54,7 @@ def test_second_call_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def must_not_draw(*args: object, **kwargs: object) -> None:
         raise AssertionError("drew again instead of reading the cache")
 
-    monkeypatch.setattr(contours, "draw_classes", must_not_draw)
+    monkeypatch.setattr(synthetic_store, "draw_classes", must_not_draw)
     again = generate_contours(SMALL, tmp_path, workers=1)
     np.testing.assert_array_equal(again[0], images)
     np.testing.assert_array_equal(again[1], labels)

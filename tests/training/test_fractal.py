@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.data import fractal
+from training.data import synthetic_store
 from training.data.fractal import (
     FractalConfig,
     chaos_game,
@@ -73,7 +73,7 @@ def test_second_call_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def must_not_generate(*args: object, **kwargs: object) -> None:
         raise AssertionError("generated again instead of reading the cache")
 
-    monkeypatch.setattr(fractal, "draw_classes", must_not_generate)
+    monkeypatch.setattr(synthetic_store, "draw_classes", must_not_generate)
     cached = small(cache_dir=tmp_path, workers=2)
     np.testing.assert_array_equal(cached[0], images)
     np.testing.assert_array_equal(cached[1], labels)

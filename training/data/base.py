@@ -106,3 +106,23 @@ def split_indices(
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
     train_idx = np.setdiff1d(np.arange(len(targets)), val_idx)
     return train_idx, val_idx
+
+
+def split_arrays(
+    name: str,
+    arrays: tuple[np.ndarray, np.ndarray, list[str]],
+    val_fraction: float,
+    seed: int,
+    augmentation: Augmentation,
+) -> SplitData:
+    """A source from in-memory (images, targets, label names), split by a seeded fraction."""
+    images, targets, labels = arrays
+    everything = ArrayImages(images, targets)
+    train_idx, val_idx = split_indices(targets, val_fraction, seed)
+    return SplitData(
+        name=name,
+        train=everything.subset(train_idx),
+        val=everything.subset(val_idx),
+        labels=list(labels),
+        augmentation=augmentation,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.base import ArrayImages, Augmentation, SplitData, split_indices
+from training.data.base import Augmentation, SplitData, split_arrays
 from training.data.contours import ContourConfig, generate_contours
 
 # A contour's class is its outline: mirror images are other curves, small crops cut it off.
@@ -18,15 +18,5 @@ def load_contours(
     workers: int | None = None,
 ) -> SplitData:
     """Generate (or read from the cache) the contours and split them by a seeded fraction."""
-    images, targets, labels = generate_contours(
-        config, Path(cache_dir) if cache_dir else None, workers
-    )
-    everything = ArrayImages(images, targets)
-    train_idx, val_idx = split_indices(targets, val_fraction, config.seed)
-    return SplitData(
-        name="contours",
-        train=everything.subset(train_idx),
-        val=everything.subset(val_idx),
-        labels=list(labels),
-        augmentation=CONTOUR_AUGMENTATION,
-    )
+    arrays = generate_contours(config, Path(cache_dir) if cache_dir else None, workers)
+    return split_arrays("contours", arrays, val_fraction, config.seed, CONTOUR_AUGMENTATION)

@@ -14,17 +14,15 @@ instances: `first_instance`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from training.data.synthetic_store import Arrays, cache_path, cached, draw_classes
+from training.data.synthetic_store import Arrays, synthesize, synthetic_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -186,25 +184,7 @@ def generate_contours(
     """Contour images uint8 (N, H, W) grey, labels int64 (N,) grouped by class, class names
     ('contour_0000'). Identical for a config whatever `workers` (processes; None: every core
     this process may use); with `cache_dir`, kept in one .npz per config and read back."""
-    names = [f"contour_{c:04d}" for c in range(config.num_classes)]
-    labels = np.repeat(np.arange(config.num_classes, dtype=np.int64), config.instances_per_class)
-
-    def draw() -> Arrays:
-        start = time.perf_counter()
-        jobs = [(config, c) for c in range(config.num_classes)]
-        images = draw_classes(_draw_class, jobs, workers)
-        log.info(
-            "contours: %d classes x %d instances at %dpx in %.1fs",
-            config.num_classes,
-            config.instances_per_class,
-            config.image_size,
-            time.perf_counter() - start,
-        )
-        return images, labels, names
-
     path = None
     if cache_dir is not None:
-        key = {"version": _CACHE_VERSION, **dataclasses.asdict(config)}
-        prefix = f"contours_c{config.num_classes}_i{config.instances_per_class}"
-        path = cache_path(Path(cache_dir), f"{prefix}_{config.image_size}px", key)
-    return cached(path, draw, "contours")
+        path = synthetic_cache_path(Path(cache_dir), "contours", config, _CACHE_VERSION)
+    return synthesize("contour", config, _draw_class, path, workers)

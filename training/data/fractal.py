@@ -18,16 +18,14 @@ the arrays are identical bit for bit however many processes draw them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from training.data.synthetic_store import Arrays, cache_path, cached, draw_classes
+from training.data.synthetic_store import Arrays, synthesize, synthetic_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -331,30 +329,10 @@ def generate_fractaldb(
     whatever `workers` (processes, one category at a time; None: every core this process may
     use). With `cache_dir`, the result is kept in one .npz per config and read back.
     """
-    names = [f"fractal_{c:04d}" for c in range(config.num_classes)]
-    labels = np.repeat(np.arange(config.num_classes, dtype=np.int64), config.instances_per_class)
-
-    def draw() -> Arrays:
-        start = time.perf_counter()
-        jobs = [(config, c) for c in range(config.num_classes)]
-        images = draw_classes(_draw_class, jobs, workers)
-        log.info(
-            "FractalDB: %d classes x %d instances at %dpx in %.1fs",
-            config.num_classes,
-            config.instances_per_class,
-            config.image_size,
-            time.perf_counter() - start,
-        )
-        return images, labels, names
-
-    path = None
-    if cache_dir is not None:
-        path = fractal_cache_path(Path(cache_dir), config)
-    return cached(path, draw, "FractalDB")
+    path = None if cache_dir is None else fractal_cache_path(Path(cache_dir), config)
+    return synthesize("fractal", config, _draw_class, path, workers)
 
 
 def fractal_cache_path(cache_dir: Path, config: FractalConfig) -> Path:
     """The cache file of `config`: one per distinct set of knobs."""
-    key = {"version": _CACHE_VERSION, **dataclasses.asdict(config)}
-    prefix = f"fractaldb_c{config.num_classes}_i{config.instances_per_class}"
-    return cache_path(cache_dir, f"{prefix}_{config.image_size}px", key)
+    return synthetic_cache_path(cache_dir, "fractaldb", config, _CACHE_VERSION)

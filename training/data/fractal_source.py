@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.base import ArrayImages, Augmentation, SplitData, split_indices
+from training.data.base import Augmentation, SplitData, split_arrays
 from training.data.fractal import FractalConfig, generate_fractaldb
 
 # A fractal's class survives mirroring (FractalDB flips its instances) but lives in its outline:
@@ -19,15 +19,5 @@ def load_fractal(
     workers: int | None = None,
 ) -> SplitData:
     """Generate (or read from the cache) FractalDB and split it by a seeded fraction."""
-    images, targets, labels = generate_fractaldb(
-        config, Path(cache_dir) if cache_dir else None, workers
-    )
-    everything = ArrayImages(images, targets)
-    train_idx, val_idx = split_indices(targets, val_fraction, config.seed)
-    return SplitData(
-        name="fractal",
-        train=everything.subset(train_idx),
-        val=everything.subset(val_idx),
-        labels=list(labels),
-        augmentation=FRACTAL_AUGMENTATION,
-    )
+    arrays = generate_fractaldb(config, Path(cache_dir) if cache_dir else None, workers)
+    return split_arrays("fractal", arrays, val_fraction, config.seed, FRACTAL_AUGMENTATION)

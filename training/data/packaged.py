@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from training.data.base import ArrayImages, Augmentation, SplitData, split_indices
+from training.data.base import Augmentation, SplitData, split_arrays
 
 # Digits are not mirror-symmetric, and small crops lose strokes: no flips, mild crops.
 DIGIT_AUGMENTATION = Augmentation(hflip=False, crop_scale=0.75)
@@ -40,12 +40,5 @@ def load_packaged(name: str, val_fraction: float = 0.2, seed: int = 0) -> SplitD
     if name not in PACKAGED:
         raise ValueError(f"unknown packaged dataset {name!r}; known: {', '.join(PACKAGED)}")
     images, targets = PACKAGED[name]()
-    everything = ArrayImages(images, targets)
-    train_idx, val_idx = split_indices(targets, val_fraction, seed)
-    return SplitData(
-        name=name,
-        train=everything.subset(train_idx),
-        val=everything.subset(val_idx),
-        labels=[str(d) for d in range(10)],
-        augmentation=DIGIT_AUGMENTATION,
-    )
+    labels = [str(d) for d in range(10)]
+    return split_arrays(name, (images, targets, labels), val_fraction, seed, DIGIT_AUGMENTATION)

@@ -3,17 +3,19 @@ processes and keeping the arrays in a cache file keyed by every knob that change
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -22,6 +24,20 @@ from app.cores import available_cores
 log = logging.getLogger(__name__)
 
 Job = TypeVar("Job")
+
+
+class SyntheticConfig(Protocol):
+    """What every formula-driven source's config (a frozen dataclass) has."""
+
+    @property
+    def num_classes(self) -> int: ...
+    @property
+    def instances_per_class(self) -> int: ...
+    @property
+    def image_size(self) -> int: ...
+
+
+Config = TypeVar("Config", bound=SyntheticConfig)
 
 # (images uint8 (N, H, W[, 3]), labels int64 (N,), class names)
 Arrays = tuple[np.ndarray, np.ndarray, list[str]]
@@ -85,3 +101,38 @@ def cached(path: Path | None, draw: Callable[[], Arrays], what: str) -> Arrays:
     if path is not None:
         save_arrays(path, arrays)
     return arrays
+
+
+def synthetic_cache_path(cache_dir: Path, stem: str, config: Any, version: int) -> Path:
+    """The cache file of a source's dataclass `config`: one per distinct set of knobs."""
+    key = {"version": version, **dataclasses.asdict(config)}
+    prefix = f"{stem}_c{config.num_classes}_i{config.instances_per_class}_{config.image_size}px"
+    return cache_path(cache_dir, prefix, key)
+
+
+def synthesize(
+    what: str,
+    config: Config,
+    draw_class: Callable[[tuple[Config, int]], np.ndarray],
+    path: Path | None,
+    workers: int | None,
+) -> Arrays:
+    """Every class of `config` drawn by `draw_class((config, class_index))` in parallel (or read
+    from `path`, and written there), labels grouped by class, names '<what>_0000'."""
+    names = [f"{what}_{c:04d}" for c in range(config.num_classes)]
+    labels = np.repeat(np.arange(config.num_classes, dtype=np.int64), config.instances_per_class)
+
+    def draw() -> Arrays:
+        start = time.perf_counter()
+        images = draw_classes(draw_class, [(config, c) for c in range(config.num_classes)], workers)
+        log.info(
+            "%s: %d classes x %d instances at %dpx in %.1fs",
+            what,
+            config.num_classes,
+            config.instances_per_class,
+            config.image_size,
+            time.perf_counter() - start,
+        )
+        return images, labels, names
+
+    return cached(path, draw, what)
