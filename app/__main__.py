@@ -1,8 +1,9 @@
 """`python -m app`: serve on VITSERVE_HOST:VITSERVE_PORT with uvicorn.
 
-On SIGTERM uvicorn stops accepting, lets in-flight requests finish, then runs the lifespan's
-shutdown, which drains the batcher. When the service cannot go on (app/failure.py), or the model
-cannot be loaded, the process exits with status 3.
+On SIGTERM (after VITSERVE_STOP_DELAY_S of failing readiness, app/stop_delay.py) uvicorn stops
+accepting, lets in-flight requests finish, then runs the lifespan's shutdown, which drains the
+batcher. When the service cannot go on (app/failure.py), or the model cannot be loaded, the
+process exits with status 3.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import logging
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.failure import EXIT_STATUS
 from app.http_limits import HttpLimits, LimitedHttpToolsProtocol
 from app.settings import get_settings
+from app.stop_delay import DelayedStopServer
 
 
 def main() -> None:
@@ -34,7 +37,7 @@ def main() -> None:
         # Every accepted request has its answer within the request timeout; wait that long.
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )
-    server = uvicorn.Server(config)
+    server = DelayedStopServer(config, settings.stop_delay_s, lambda: _stopping(app))
 
     def stop_server() -> None:  # a graceful stop, as on SIGTERM, but without re-raising it
         server.should_exit = True
@@ -43,6 +46,12 @@ def main() -> None:
     server.run()
     if not server.started or app.state.failure.reason is not None:
         sys.exit(EXIT_STATUS)
+
+
+def _stopping(app: FastAPI) -> None:
+    """Fail readiness from now on (requests are still served)."""
+    if app.state.repository is not None:
+        app.state.repository.stopping = True
 
 
 if __name__ == "__main__":

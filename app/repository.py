@@ -82,15 +82,20 @@ class ModelRepository:
         self._draining: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self.started = False
+        # Set on SIGTERM with a stop delay (app/stop_delay.py): readiness fails so that load
+        # balancers take this replica out, while requests are still served.
+        self.stopping = False
 
     # ---- what requests see
 
     @property
     def ready(self) -> bool:
-        """Started, not failed, and every version served is warmed up and its batcher alive."""
+        """Started, not failed or stopping, and every version served is warmed up and its
+        batcher alive."""
         return (
             self.started
             and self.failure.reason is None
+            and not self.stopping
             and bool(self._served)
             and all(
                 runtime.ready and runtime.batcher.alive

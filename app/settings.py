@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     )
     max_queue: int = Field(default=256, ge=1, description="images admitted and not yet computing")
     request_timeout_s: float = Field(default=30.0, gt=0, description="from acceptance to answer")
+    stop_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=120,
+        description="after SIGTERM, fail /readyz but go on serving this long before closing",
+    )
     preprocess_threads: int = Field(
         default=0, ge=0, description="threads decoding and preprocessing images; 0: one per core"
     )

@@ -43,3 +43,33 @@ def test_sigterm_loses_no_accepted_request(start_server) -> None:
     server.process.wait(timeout=20)
     assert time.monotonic() - sent < 15
     assert "Traceback" not in server.log()
+
+
+def test_a_stop_delay_fails_readiness_but_serves_until_it_ends(start_server) -> None:
+    server = start_server(stop_delay_s=3)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/readyz").status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        time.sleep(0.3)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "stopping"
+        assert client.get("/v2/health/ready").status_code == 503
+        assert client.get("/healthz").status_code == 200  # alive: no restart
+        # Still serving, on this kept-alive connection and on new ones.
+        classified = client.post("/classify", content=IMAGE, headers={"content-type": "image/png"})
+        assert classified.status_code == 200
+        assert httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
+        assert time.monotonic() - sent < 2.5, "too slow to tell the delay from a stop"
+    assert server.process.wait(timeout=20) is not None
+    assert time.monotonic() - sent >= 3
+    assert "Traceback" not in server.log()
+
+
+def test_sigint_stops_at_once_despite_a_stop_delay(start_server) -> None:
+    server = start_server(stop_delay_s=30)
+    server.process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    server.process.wait(timeout=20)
+    assert time.monotonic() - sent < 10

@@ -80,8 +80,10 @@ async def live() -> Response:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
-    """200 when every model version served is ready, 503 before."""
+    """200 when every model version served is ready, 503 before and while stopping."""
     repository = _open(request)
+    if repository is not None and repository.stopping:
+        raise NotReady("the service is stopping; use another replica")
     if repository is None or not repository.ready:
         raise NotReady("the models are loading or warming up")
     return Response()
