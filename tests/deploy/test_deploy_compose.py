@@ -223,11 +223,20 @@ def test_scale_override(compose: Compose) -> None:
     assert Path(mounts(lb)["/usr/local/etc/haproxy/haproxy.cfg"]["source"]) == HAPROXY_CONFIG
     assert "8404/healthz" in " ".join(lb["healthcheck"]["test"])
     assert lb["depends_on"]["api"]["condition"] == "service_started"
+    # A stopping replica fails /readyz and serves on for longer than the LB's failed checks take
+    # to take it out (haproxy.cfg); its grace period holds the delay and the drain.
+    environment = dict(api["environment"])
+    stop_delay_s = float(environment.pop("VITSERVE_STOP_DELAY_S"))
+    check = re.search(r"\binter (\d+)s fall (\d+)\b", HAPROXY_CONFIG.read_text())
+    assert check is not None
+    assert int(check[1]) * int(check[2]) < stop_delay_s
+    assert stop_delay_s + 30 + 5 < seconds(api["stop_grace_period"])
     # Everything else about the API is the stack's own.
     plain = compose.config(COMPOSE_FILE, CPU_FILE)["services"]["api"]
-    assert {k: v for k, v in api.items() if k != "ports"} == {
-        k: v for k, v in plain.items() if k != "ports"
+    assert {k: v for k, v in api.items() if k not in ("ports", "environment")} == {
+        k: v for k, v in plain.items() if k not in ("ports", "environment")
     }
+    assert environment == plain["environment"]
 
 
 def test_scale_override_variables(compose: Compose) -> None:
