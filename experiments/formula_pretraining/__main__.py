@@ -137,7 +137,7 @@ def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
     summary["gaps"] = paired_gaps(settings, results)
     attention_figure(settings, digits, results)
     if summary["sweep"]:
-        plot_sweep(summary, settings.out / "sweep.png")
+        plot_sweep(summary, settings.steps, settings.out / "sweep.png")
     summary["timing"] = {
         "wall_s": time.perf_counter() - started,
         "runs_wall_s": sum(r["wall_s"] for r in runs),

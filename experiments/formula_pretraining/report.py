@@ -219,16 +219,16 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep(summary: dict[str, Any], path: Path) -> None:
-    """10-shot accuracy against pre-training images per class, ViT and CNN, with each from
-    scratch as a dashed line: the paper's Figures 3-4 in miniature."""
+def plot_sweep(summary: dict[str, Any], steps: int, path: Path) -> None:
+    """10-shot accuracy at the `steps` budget against pre-training images per class, ViT and
+    CNN, with each from scratch as a dashed line: the paper's Figures 3-4 in miniature."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for arch, colour in (("vit", "tab:blue"), ("cnn", "tab:orange")):
+    for arch, name, colour in (("vit", "ViT", "tab:blue"), ("cnn", "CNN", "tab:orange")):
         points = sorted(
             (p for p in summary["sweep"] if p["arch"] == arch), key=lambda p: p["images_per_class"]
         )
@@ -240,14 +240,16 @@ def plot_sweep(summary: dict[str, Any], path: Path) -> None:
                 marker="o",
                 capsize=3,
                 color=colour,
-                label=f"{arch.upper()} pre-trained on contours",
+                label=f"{name} pre-trained on contours",
             )
         scratch = [
-            r for r in summary["rows"] if r["init"] == f"{arch}-scratch" and r["shots"] == 10
+            r
+            for r in summary["rows"]
+            if r["init"] == f"{arch}-scratch" and r["shots"] == 10 and r["steps"] == steps
         ]
         if scratch:
             level = 100 * scratch[0]["top1_mean"]
-            ax.axhline(level, color=colour, ls="--", lw=1, label=f"{arch.upper()} from scratch")
+            ax.axhline(level, color=colour, ls="--", lw=1, label=f"{name} from scratch")
     ax.set_xscale("log")
     ax.set_xlabel("pre-training contours per class (50 classes)")
     ax.set_ylabel("MNIST test top-1 %, 10 shots/class")
