@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from training.data.synthetic_store import Arrays, synthesize, synthetic_cache_path
+from training.data.synthetic_store import (
+    Arrays,
+    box_downsample,
+    synthesize,
+    synthetic_cache_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +142,6 @@ def draw_line(points: npt.NDArray[np.float64], side: int, width: float) -> npt.N
     mask = np.zeros(side * side, dtype=bool)
     mask[rows[keep] * side + cols[keep]] = True
     return mask.reshape(side, side)
-
-
-def box_downsample(mask: npt.NDArray[np.bool_], factor: int) -> npt.NDArray[np.uint8]:
-    """Mean of every factor x factor block, as 0..255 grey: anti-aliased strokes."""
-    side = mask.shape[0] // factor
-    blocks = mask.reshape(side, factor, side, factor).mean(axis=(1, 3))
-    return np.rint(blocks * 255.0).astype(np.uint8)
 
 
 def draw_instance(

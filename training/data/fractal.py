@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from training.data.synthetic_store import Arrays, synthesize, synthetic_cache_path
+from training.data.synthetic_store import (
+    Arrays,
+    box_downsample,
+    synthesize,
+    synthetic_cache_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -276,15 +281,6 @@ def render(
     else:
         image[flat] = 255
     return image.reshape(image_size, image_size, 3)
-
-
-def box_downsample(image: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
-    """Mean of every factor x factor block of an (H, W, 3) image: anti-aliased points."""
-    if factor == 1:
-        return image
-    side = image.shape[0] // factor
-    blocks = image.reshape(side, factor, side, factor, 3).mean(axis=(1, 3))
-    return np.rint(blocks).astype(np.uint8)
 
 
 def draw_instance(

@@ -1,5 +1,6 @@
 """What every formula-driven source (FractalDB, contours) shares: drawing classes in parallel
-processes and keeping the arrays in a cache file keyed by every knob that changes them."""
+processes, keeping the arrays in a cache file keyed by every knob that changes them, and the
+box filter that brings an image drawn at several times the size down to it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from app.cores import available_cores
 
@@ -56,6 +58,16 @@ def draw_classes(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return np.concatenate(list(pool.map(make_class, jobs)))
+
+
+def box_downsample(image: npt.NDArray[Any], factor: int) -> npt.NDArray[np.uint8]:
+    """Mean of every factor x factor block of an (H, W) or (H, W, C) image, as uint8 (a bool
+    mask counts True as 255): strokes and points drawn at `factor` times the size come out
+    anti-aliased."""
+    values = image.astype(np.float64) * (255.0 if image.dtype == np.bool_ else 1.0)
+    side = image.shape[0] // factor
+    blocks = values.reshape(side, factor, side, factor, *image.shape[2:]).mean(axis=(1, 3))
+    return np.rint(blocks).astype(np.uint8)
 
 
 def cache_path(cache_dir: Path, prefix: str, key: dict[str, Any]) -> Path:
