@@ -95,10 +95,15 @@ class VisionTransformer(nn.Module):
                 attentions.append(probs)
         return self.norm(x), attentions
 
+    def pooled(self, features: Tensor) -> Tensor:
+        """(B, D) of encoded tokens: what the head reads, the class token or the patch mean."""
+        if self.config.global_pool == "avg":
+            return features[:, 1:].mean(dim=1)
+        return features[:, 0]
+
     def forward_head(self, x: Tensor) -> Tensor:
         """Pool the tokens (class token or patch mean) and classify."""
-        x = x[:, 1:].mean(dim=1) if self.config.global_pool == "avg" else x[:, 0]
-        return self.head(self.head_drop(self.pre_logits(x)))
+        return self.head(self.head_drop(self.pre_logits(self.pooled(x))))
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, num_classes), by the fused attention path."""

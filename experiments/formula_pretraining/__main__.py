@@ -18,7 +18,12 @@ import torch
 from experiments.formula_pretraining import baselines, nets
 from experiments.formula_pretraining.attention import plot_attention
 from experiments.formula_pretraining.digits import Digits, draw_shots, load_digits
-from experiments.formula_pretraining.jobs import FinetuneJob, synthetic_arrays
+from experiments.formula_pretraining.jobs import (
+    FinetuneJob,
+    RecipeMismatch,
+    claim_out,
+    synthetic_arrays,
+)
 from experiments.formula_pretraining.plan import (
     build_tasks,
     finished_results,
@@ -109,6 +114,7 @@ def attention_figure(settings: Settings, digits: Digits, results: dict[str, Any]
 def run_experiment(settings: Settings, command: str) -> dict[str, Any]:
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     settings.out.mkdir(parents=True, exist_ok=True)
+    claim_out(settings)
     torch.set_num_threads(1)
     tasks = build_tasks(settings)
     if settings.report_only:
@@ -158,7 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     command = shlex.join(["python", "-m", "experiments.formula_pretraining", *argv])
-    run_experiment(settings, command)
+    try:
+        run_experiment(settings, command)
+    except RecipeMismatch as error:
+        log.error("%s", error)
+        return 2
     return 0
 
 

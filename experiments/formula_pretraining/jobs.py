@@ -49,7 +49,7 @@ class Init:
 
 
 def model_options(settings: Settings) -> dict[str, Any]:
-    keys = ("image_size", "patch_size", "embed_dim", "num_heads", "depth", "cnn_width")
+    keys = ("image_size", "patch_size", "embed_dim", "num_heads", "depth", "vit_pool", "cnn_width")
     return {k: getattr(settings, k) for k in keys}
 
 
@@ -67,6 +67,32 @@ def read_result(path: Path) -> dict[str, Any] | None:
         return dict(json.loads(path.read_text()))
     except FileNotFoundError:
         return None
+
+
+class RecipeMismatch(ValueError):
+    """--out holds runs made with other settings than this invocation's."""
+
+
+def claim_out(settings: Settings) -> None:
+    """Keep every run in one --out made by one recipe (`Settings.recipe`): the first invocation
+    writes OUT/recipe.json, a later one with other settings is refused, since reusing its
+    finished runs would mix results silently."""
+    path = settings.out / "recipe.json"
+    recipe = json.loads(json.dumps(settings.recipe()))  # tuples as JSON reads them back
+    made = read_result(path)
+    if made is None:
+        _write_json(path, recipe)
+        return
+    differ = [
+        f"{k}={made.get(k, '(unset)')!r} there, {v!r} here"
+        for k, v in recipe.items()
+        if made.get(k, "(unset)") != v
+    ]
+    if differ:
+        raise RecipeMismatch(
+            f"{settings.out} holds runs made with other settings ({'; '.join(differ)}): "
+            "use another --out, or that directory's settings"
+        )
 
 
 # --- Pre-training ------------------------------------------------------------------------------

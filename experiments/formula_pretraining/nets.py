@@ -49,7 +49,7 @@ class SmallCNN(nn.Module):
 
 
 def vit_config(
-    image_size: int, patch_size: int, embed_dim: int, heads: int, depth: int
+    image_size: int, patch_size: int, embed_dim: int, heads: int, depth: int, pool: str = "token"
 ) -> ViTConfig:
     return config_from_name(
         f"vit_tiny_patch{patch_size}_{image_size}",
@@ -57,6 +57,7 @@ def vit_config(
         num_heads=heads,
         depth=depth,
         in_chans=1,
+        global_pool=pool,
     )
 
 
@@ -71,15 +72,16 @@ def build(arch: Arch, num_classes: int, options: dict[str, Any], seed: int) -> n
         options["embed_dim"],
         options["num_heads"],
         options["depth"],
+        options.get("vit_pool", "token"),  # networks saved before the option: the class token
     )
     return VisionTransformer(config.replace(num_classes=num_classes))
 
 
 def embed(model: nn.Module, x: Tensor) -> Tensor:
-    """What a linear probe reads: the ViT's class token after the final norm, the CNN's
-    pooled features."""
+    """What a linear probe reads: what the ViT's head reads (its class token or patch mean,
+    after the final norm), the CNN's pooled features."""
     if isinstance(model, VisionTransformer):
-        return model.forward_features(x)[0][:, 0]
+        return model.pooled(model.forward_features(x)[0])
     if isinstance(model, SmallCNN):
         return model.embed(x)
     raise TypeError(f"no features for {type(model).__name__}")

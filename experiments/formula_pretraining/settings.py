@@ -6,9 +6,20 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from training.cli_options import add_dataclass_options, given_values
 from training.cli_options import option as _opt
+
+# Settings that choose which runs are made, or how they are scheduled and reported; a run's
+# result does not depend on them (its name holds its init, images, shots, seed, steps and rate).
+_RUN_CHOICE = frozenset(
+    {
+        "out", "seeds", "shots", "steps", "long", "long_steps", "fractal", "sweep",
+        "sweep_images", "sweep_seeds", "pretrain_images", "lr_grid", "report_only", "jobs",
+        "cache_dir", "attention_images",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class Settings:
     embed_dim: int = _opt(96, "ViT token width")
     num_heads: int = _opt(3, "ViT attention heads")
     depth: int = _opt(4, "ViT blocks")
+    vit_pool: Literal["token", "avg"] = _opt(
+        "token", "what the ViT's head reads: the class token (the paper's) or the patch mean"
+    )
     cnn_width: int = _opt(32, "CNN: channels of the first stage (x2, x4 later)")
     # Pre-training (AdamW, warm-up, cosine) on formula-driven images.
     pretrain_classes: int = _opt(50, "formula-driven classes")
@@ -73,6 +87,11 @@ class Settings:
     def budgets(self) -> tuple[int, ...]:
         """Fine-tuning budgets in steps: the shorter, and the longer with --long."""
         return (self.steps, self.long_steps) if self.long else (self.steps,)
+
+    def recipe(self) -> dict[str, object]:
+        """The settings a finished run's result depends on (all but those in `_RUN_CHOICE`):
+        every run kept in one --out must share them."""
+        return {k: v for k, v in self.as_json().items() if k not in _RUN_CHOICE}
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from experiments.formula_pretraining import __main__ as experiment
-from experiments.formula_pretraining import jobs
+from experiments.formula_pretraining import jobs, nets
 from experiments.formula_pretraining.attention import ink_patches, ink_share
 from experiments.formula_pretraining.digits import draw_shots, load_digits
 from experiments.formula_pretraining.jobs import FinetuneJob, Init, synthetic_arrays
@@ -240,3 +241,28 @@ def test_bad_settings_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         parse_settings(["--classes", "11"])
     assert "--classes must be in 2..10" in capsys.readouterr().err
+
+
+def test_an_out_dir_keeps_one_recipe(
+    invocation: tuple[Path, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    tmp, _ = invocation
+    recipe = json.loads((tmp / "out" / "recipe.json").read_text())
+    assert recipe["embed_dim"] == 24 and recipe["vit_pool"] == "token"
+    assert "seeds" not in recipe and "shots" not in recipe  # more of them: more runs, kept
+    before = (tmp / "out" / "results.json").read_text()
+    argv = [*TINY, "--out", str(tmp / "out"), "--cache-dir", str(tmp / "cache")]
+    with caplog.at_level(logging.ERROR):
+        assert experiment.main([*argv, "--embed-dim", "48", "--report-only"]) == 2
+    assert "embed_dim=24 there, 48 here" in caplog.text
+    assert (tmp / "out" / "results.json").read_text() == before  # nothing touched
+
+
+def test_a_probe_reads_what_the_vit_head_reads() -> None:
+    x = torch.randn(2, 1, 32, 32)
+    for pool in ("token", "avg"):
+        options = {**jobs.model_options(Settings(vit_pool=pool)), "depth": 1}
+        model = build("vit", 3, options, seed=0)
+        tokens = model.forward_features(x)[0]  # type: ignore[operator]
+        read = tokens[:, 1:].mean(dim=1) if pool == "avg" else tokens[:, 0]
+        assert torch.allclose(nets.embed(model, x), read)
