@@ -19,6 +19,10 @@ VARIANT_SIZES: dict[str, dict[str, Any]] = {
 _NAME = re.compile(r"^vit_(?P<size>tiny|small|base|large|huge)_patch(?P<patch>\d+)_(?P<res>\d+)$")
 
 
+# What the head reads: the class token (the paper's) or the mean of the patch tokens.
+GlobalPool = Literal["token", "avg"]
+
+
 @dataclass
 class ViTConfig:
     """Everything needed to build a VisionTransformer; `to_dict()` alone rebuilds the model."""
@@ -34,7 +38,7 @@ class ViTConfig:
     mlp_ratio: float = 4.0  # MLP hidden size = embed_dim * mlp_ratio
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6  # timm 1e-6, Hugging Face 1e-12
-    global_pool: Literal["token", "avg"] = "token"  # class token (paper) or mean of patches
+    global_pool: GlobalPool = "token"  # class token (paper) or mean of patches
     representation_size: int | None = None  # "pre_logits" Dense+tanh of the original code
     drop_rate: float = 0.0  # dropout after embeddings, in MLPs and before the head
     attn_drop_rate: float = 0.0

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from model.config import GlobalPool
 from training.cli_options import option as _opt
 
 Stage = Literal["pretrain", "finetune"]
@@ -35,7 +36,7 @@ class ModelSpec:
     mlp_ratio: float | None = _opt(None, "MLP hidden size / embed_dim (default: as built)")
     drop_rate: float | None = _opt(None, "dropout in embeddings, MLPs, head (default: as built)")
     drop_path_rate: float | None = _opt(None, "stochastic depth, last block (default: as built)")
-    global_pool: Literal["token", "avg"] | None = _opt(
+    global_pool: GlobalPool | None = _opt(
         None, "class token or mean of patch tokens (default: as built)"
     )
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from model.config import ViTConfig, config_from_name
+from model.config import GlobalPool, ViTConfig, config_from_name
 from model.vit import VisionTransformer
 
 Arch = Literal["vit", "cnn"]
@@ -49,7 +49,12 @@ class SmallCNN(nn.Module):
 
 
 def vit_config(
-    image_size: int, patch_size: int, embed_dim: int, heads: int, depth: int, pool: str = "token"
+    image_size: int,
+    patch_size: int,
+    embed_dim: int,
+    heads: int,
+    depth: int,
+    pool: GlobalPool = "token",
 ) -> ViTConfig:
     return config_from_name(
         f"vit_tiny_patch{patch_size}_{image_size}",

@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from model.config import GlobalPool
 from training.cli_options import add_dataclass_options, given_values
 from training.cli_options import option as _opt
 
@@ -47,7 +47,7 @@ class Settings:
     embed_dim: int = _opt(96, "ViT token width")
     num_heads: int = _opt(3, "ViT attention heads")
     depth: int = _opt(4, "ViT blocks")
-    vit_pool: Literal["token", "avg"] = _opt(
+    vit_pool: GlobalPool = _opt(
         "token", "what the ViT's head reads: the class token (the paper's) or the patch mean"
     )
     cnn_width: int = _opt(32, "CNN: channels of the first stage (x2, x4 later)")
